@@ -1,0 +1,93 @@
+# kvmfleet: make demo / make test on a fresh Debian 12 machine, as root.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+REPO       := $(abspath .)
+VENV       := $(REPO)/.venv
+PY         := $(VENV)/bin/python
+KVMFLEET   := $(VENV)/bin/kvmfleet
+STAMPS     := $(REPO)/.cache/stamps
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(REPO)/ansible.cfg
+
+APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
+  python3-libvirt python3-venv python3-dev dnsmasq-base openssh-server openssh-client syslinux \
+  syslinux-common mtools dosfstools iproute2 iptables cpio genisoimage busybox-static \
+  pkg-config gcc rsync postgresql postgresql-contrib procps kmod
+
+# Lab used by `make demo`; `make test` uses its own lab so the two never collide.
+DEMO_LAB   ?= demo
+TEST_LAB   ?= ci$(shell echo -n "$(REPO)" | md5sum | cut -c1-4)
+
+.PHONY: help deps venv collection image demo demo-down test test-unit test-sanity \
+        test-integration test-controller lab-up lab-down postgres lint bench clean
+
+help:
+	@echo "make demo   - install what is missing, bring up a 3-host lab, start one tiny guest per host"
+	@echo "make test   - install what is missing and run every test (unit, sanity, lab integration, controller)"
+	@echo "make demo-down - tear the demo lab down"
+
+$(STAMPS):
+	mkdir -p $@
+
+deps: $(STAMPS)/apt
+$(STAMPS)/apt: | $(STAMPS)
+	missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	touch $@
+
+venv: $(STAMPS)/venv
+$(STAMPS)/venv: pyproject.toml $(STAMPS)/apt | $(STAMPS)
+	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+collection: venv
+	$(PY) -c 'from kvmfleet.paths import collections_path; collections_path()'
+
+image: venv
+	$(KVMFLEET) image build-tiny
+
+demo: collection image
+	$(KVMFLEET) lab up --name $(DEMO_LAB) --hosts 3
+	$(KVMFLEET) demo --lab $(DEMO_LAB)
+
+demo-down: venv
+	$(KVMFLEET) lab down --name $(DEMO_LAB)
+
+postgres: deps
+	bash $(REPO)/tests/postgres.sh start
+
+test: collection image postgres
+	$(MAKE) --no-print-directory test-unit test-sanity
+	$(KVMFLEET) lab up --name $(TEST_LAB) --hosts 3
+	status=0; $(MAKE) --no-print-directory test-integration test-controller || status=$$?; \
+	$(KVMFLEET) lab down --name $(TEST_LAB) || true; exit $$status
+
+test-unit: collection
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+test-sanity: collection
+	bash tests/sanity/run.sh
+
+test-integration: collection
+	KVMFLEET_LAB=$(TEST_LAB) $(PY) -m pytest -q -p no:cacheprovider tests/integration
+
+test-controller: collection
+	KVMFLEET_LAB=$(TEST_LAB) $(PY) -m pytest -q -p no:cacheprovider tests/controller
+
+lint: venv
+	$(VENV)/bin/ruff check controller plugins tests bench
+	$(VENV)/bin/yamllint -s .
+
+bench: collection image
+	$(PY) bench/host_ops.py
+
+clean:
+	rm -rf build .cache/stamps

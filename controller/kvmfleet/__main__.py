@@ -1,0 +1,3 @@
+from kvmfleet.cli import main
+
+main()

@@ -1,0 +1,20 @@
+"""The `kvmfleet` command. Each resource's commands live in their own module."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="kvmfleet: VM instances on KVM hosts, without agents.")
+
+
+def _register() -> None:
+    from kvmfleet.cli import bench, image, lab
+
+    app.add_typer(lab.app, name="lab", help="The one-machine lab of compute hosts.")
+    app.add_typer(image.app, name="image", help="Guest images.")
+    app.add_typer(bench.app, name="bench", help="Benchmarks (figures, never pass/fail).")
+
+
+def main() -> None:
+    _register()
+    app()
