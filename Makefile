@@ -17,7 +17,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
   pkg-config gcc rsync postgresql postgresql-contrib procps kmod
 
 # Lab used by `make demo`; `make test` uses its own lab so the two never collide.
-DEMO_LAB   ?= demo
+DEMO_LAB   ?= lab
 TEST_LAB   ?= ci$(shell echo -n "$(REPO)" | md5sum | cut -c1-4)
 
 .PHONY: help deps venv collection image demo demo-down test test-unit test-sanity \
