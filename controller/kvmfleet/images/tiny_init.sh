@@ -1,0 +1,121 @@
+#!/bin/busybox sh
+# /init of the kvmfleet tiny guest (PID 1, runs from the initramfs; the disk only holds the bootloader).
+# Reads a NoCloud (label cidata) or config-drive (label config-2) seed, runs a #! user-data script,
+# brings eth0 up with udhcpc, prints the ready line on the console, powers off on the ACPI power button.
+
+/bin/busybox mkdir -p /proc /sys /dev /run /tmp /mnt/seed /sbin /usr/bin /usr/sbin /var/log
+/bin/busybox --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+umask 022
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
+exec </dev/console >/dev/console 2>&1
+
+say() { echo "kvmfleet-guest: $*"; }
+
+# Modules come listed in dependency order by the builder (modules.dep resolved at build time).
+kver=$(uname -r)
+while read -r mod; do
+    [ -n "$mod" ] || continue
+    insmod "/lib/modules/$kver/$mod" 2>/dev/null || say "insmod failed: $mod"
+done < /etc/kvmfleet/modules
+
+# The power button: busybox acpid maps KEY_POWER from /dev/input/event* to /etc/acpi/PWRF/00000080.
+acpid -c /etc/acpi -l /run/acpid.log
+
+hostname=kvmfleet-guest
+instance_id=none
+user_data=
+
+first_line() { sed -n "s/^[[:space:]]*$1[[:space:]]*:[[:space:]]*//p" "$2" | head -n 1 | tr -d "\"'\r"; }
+json_string() { tr ',{}' '\n\n\n' < "$2" | sed -n "s/^[[:space:]]*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" | head -n 1; }
+
+find_seed() {
+    for label in cidata CIDATA config-2 CONFIG-2; do
+        dev=$(findfs "LABEL=$label" 2>/dev/null) && { echo "$label $dev"; return 0; }
+    done
+    return 1
+}
+
+# virtio disks probe synchronously inside insmod; SCSI/ATA buses scan asynchronously, so give them a moment.
+seed=$(find_seed)
+if [ -z "$seed" ] && ls /sys/class/scsi_host/* >/dev/null 2>&1; then
+    tries=0
+    while [ -z "$seed" ] && [ $tries -lt 20 ]; do
+        sleep 0.1
+        tries=$((tries + 1))
+        seed=$(find_seed)
+    done
+fi
+
+if [ -n "$seed" ]; then
+    label=${seed%% *}
+    dev=${seed#* }
+    if mount -o ro "$dev" /mnt/seed; then
+        case "$label" in
+        cidata|CIDATA)
+            if [ -f /mnt/seed/meta-data ]; then
+                v=$(first_line instance-id /mnt/seed/meta-data); [ -n "$v" ] && instance_id=$v
+                v=$(first_line local-hostname /mnt/seed/meta-data)
+                [ -n "$v" ] || v=$(first_line hostname /mnt/seed/meta-data)
+                [ -n "$v" ] && hostname=$v
+            fi
+            [ -f /mnt/seed/user-data ] && user_data=/mnt/seed/user-data
+            ;;
+        *)
+            md=/mnt/seed/openstack/latest/meta_data.json
+            if [ -f "$md" ]; then
+                v=$(json_string uuid "$md"); [ -n "$v" ] && instance_id=$v
+                v=$(json_string hostname "$md"); [ -n "$v" ] && hostname=$v
+            fi
+            [ -f /mnt/seed/openstack/latest/user_data ] && user_data=/mnt/seed/openstack/latest/user_data
+            ;;
+        esac
+        if [ -n "$user_data" ]; then
+            cp "$user_data" /run/user-data
+            user_data=/run/user-data
+        fi
+        umount /mnt/seed
+    else
+        say "cannot mount seed $dev ($label)"
+    fi
+fi
+
+# A hostname is at most 63 characters of letters, digits, '-' and '.'.
+hostname=$(echo "$hostname" | tr -cd 'A-Za-z0-9.-' | cut -c1-63)
+[ -n "$hostname" ] || hostname=kvmfleet-guest
+hostname "$hostname"
+echo "$hostname" > /etc/hostname
+
+ip link set lo up
+ip=none
+if [ -e /sys/class/net/eth0 ]; then
+    ip link set eth0 up
+    # Bounded: about 4 s without an answer; with a lease udhcpc stays in the background to renew it.
+    udhcpc -i eth0 -n -t 4 -T 1 -s /usr/share/udhcpc/default.script -p /run/udhcpc.eth0.pid >/dev/null 2>&1
+    [ -s /run/ip.eth0 ] && ip=$(cat /run/ip.eth0)
+fi
+
+if [ -n "$user_data" ] && [ "$(head -c 2 "$user_data")" = "#!" ]; then
+    chmod 700 "$user_data"
+    sh "$user_data"
+    say "user-data exit=$?"
+fi
+
+say "ready hostname=$hostname ip=$ip instance-id=$instance_id"
+
+# An optional shell on the console (kvmfleet.shell=1 on the kernel command line).
+if grep -qw 'kvmfleet.shell=1' /proc/cmdline; then
+    while :; do
+        setsid cttyhack sh
+        sleep 1
+    done &
+fi
+
+while :; do
+    sleep 3600
+done
