@@ -1,0 +1,278 @@
+# Copyright: kvmfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Base images in the host's image cache: checksums, safe inspection, verified atomic copies, users.
+
+Nothing here probes an image format: ``qemu-img`` is always told the declared format with ``-f``,
+because probing lets a raw image that looks like qcow2 point QEMU at any file on the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import tempfile
+import xml.etree.ElementTree as ET
+
+from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import ImageError, ValidationError
+
+DEFAULT_IMAGES_DIR = "/var/lib/libvirt/kvmfleet/images"
+FORMATS = ("qcow2", "raw")
+CHUNK = 1024 * 1024
+QCOW2_MAGIC = b"QFI\xfb"
+MAX_CHAIN = 16  # qemu refuses longer backing chains than this anyway
+
+_SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
+
+
+def normalise_sha256(value):
+    """The checksum as 64 lower-case hex digits; accepts an optional ``sha256:`` prefix."""
+    if not isinstance(value, str):
+        raise ValidationError("sha256 must be a string of 64 hex digits, got %r" % (value,), value=repr(value))
+    text = value.strip().lower()
+    if text.startswith("sha256:"):
+        text = text[len("sha256:"):]
+    if not _SHA256_RE.match(text):
+        raise ValidationError("sha256 %r is not a SHA-256 checksum (64 hex digits)" % (value,), value=value)
+    return text
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_magic(path, size=4):
+    with open(path, "rb") as handle:
+        return handle.read(size)
+
+
+def parse_qemu_img_info(text, declared_format, path):
+    """Check ``qemu-img info --output=json -f <declared_format>`` output; return the image facts.
+
+    Raises ImageError naming the problem: unparsable output, wrong format, a backing file, an
+    external data file, the corrupt flag or encryption.
+    """
+    try:
+        info = json.loads(text)
+    except ValueError as exc:
+        raise ImageError("image %s: qemu-img info printed no JSON (%s)" % (path, exc), path=path) from exc
+    if not isinstance(info, dict):
+        raise ImageError("image %s: qemu-img info printed %s, not an object" % (path, type(info).__name__),
+                         path=path)
+    fmt = info.get("format")
+    if fmt != declared_format:
+        raise ImageError("image %s: qemu-img reports format %r, expected %r" % (path, fmt, declared_format),
+                         path=path, format=fmt)
+    backing = info.get("backing-filename") or info.get("full-backing-filename")
+    if backing:
+        raise ImageError("image %s has a backing file (%s); base images must be self-contained: "
+                         "flatten it with 'qemu-img convert' first" % (path, backing),
+                         path=path, backing_file=backing)
+    specific = info.get("format-specific") or {}
+    data = specific.get("data") or {}
+    data_file = data.get("data-file")
+    if data_file:
+        raise ImageError("image %s uses an external data file (%s); base images must be self-contained: "
+                         "convert it with 'qemu-img convert' first" % (path, data_file),
+                         path=path, data_file=data_file)
+    if data.get("corrupt"):
+        raise ImageError("image %s is marked corrupt in its qcow2 header" % path, path=path)
+    if info.get("encrypted") or data.get("encrypt"):
+        raise ImageError("image %s is encrypted; base images must be readable without a secret" % path,
+                         path=path)
+    virtual_size = info.get("virtual-size")
+    if not isinstance(virtual_size, int) or virtual_size <= 0:
+        raise ImageError("image %s: qemu-img reports no usable virtual size (%r)" % (path, virtual_size),
+                         path=path)
+    return {
+        "format": fmt,
+        "virtual_size": virtual_size,
+        "actual_size": info.get("actual-size"),
+    }
+
+
+def parse_qemu_img_check(rc, text, path):
+    """Judge ``qemu-img check --output=json -f qcow2`` (rc 0 clean, 3 leaks only: both acceptable)."""
+    if rc in (0, 3):
+        return
+    try:
+        report = json.loads(text) if text else {}
+    except ValueError:
+        report = {}
+    corruptions = report.get("corruptions", 0) if isinstance(report, dict) else 0
+    if rc == 2 or corruptions:
+        raise ImageError("image %s is corrupt: qemu-img check found %s corruption(s)" % (path, corruptions or "some"),
+                         path=path, corruptions=corruptions)
+    raise ImageError("image %s could not be checked: qemu-img check exited %d" % (path, rc), path=path, rc=rc)
+
+
+def refuse_disguised_raw(path, declared_format, label=None):
+    """A file declared raw whose header says qcow2 is refused: someone meant it to be read as qcow2.
+
+    ``label`` names the image in messages when ``path`` is a temporary file.
+    """
+    if declared_format == "raw" and read_magic(path) == QCOW2_MAGIC:
+        label = label or path
+        raise ImageError("image %s is declared raw but has a qcow2 header; declare format qcow2 "
+                         "(or convert it) instead" % label, path=label)
+
+
+QCOW2_INCOMPAT_CORRUPT = 1 << 1
+QCOW2_INCOMPAT_DATA_FILE = 1 << 2
+
+
+def read_qcow2_header(path):
+    """The fields of a qcow2 header we care about, or None when ``path`` is not a qcow2 file.
+
+    Read directly so that images can be judged before any tool opens the files they point to, and
+    disks of running domains (locked by QEMU) can be examined without ``qemu-img -U``.
+    """
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(104)
+            if len(header) < 72 or header[:4] != QCOW2_MAGIC:
+                return None
+            version, offset, size = struct.unpack(">IQI", header[4:20])
+            crypt_method = struct.unpack(">I", header[32:36])[0]
+            incompatible = struct.unpack(">Q", header[72:80])[0] if version >= 3 and len(header) >= 80 else 0
+            backing = None
+            if offset and 0 < size <= 4096:
+                handle.seek(offset)
+                backing = handle.read(size).decode("utf-8", "replace")
+    except OSError:
+        return None
+    return {
+        "version": version,
+        "backing_file": backing,
+        "encrypted": crypt_method != 0,
+        "corrupt": bool(incompatible & QCOW2_INCOMPAT_CORRUPT),
+        "external_data_file": bool(incompatible & QCOW2_INCOMPAT_DATA_FILE),
+    }
+
+
+def qcow2_backing_file(path):
+    """The backing file name recorded in a qcow2 header, or None (also for non-qcow2 files)."""
+    header = read_qcow2_header(path)
+    return header["backing_file"] if header else None
+
+
+def refuse_unsafe_qcow2(path, label=None):
+    """Judge a qcow2 header before qemu-img opens anything it names; raise ImageError on a problem."""
+    header = read_qcow2_header(path)
+    path = label or path
+    if header is None:
+        raise ImageError("image %s is not a qcow2 image (no qcow2 header); declare the right format" % path,
+                         path=path)
+    if header["backing_file"]:
+        raise ImageError("image %s has a backing file (%s); base images must be self-contained: "
+                         "flatten it with 'qemu-img convert' first" % (path, header["backing_file"]),
+                         path=path, backing_file=header["backing_file"])
+    if header["external_data_file"]:
+        raise ImageError("image %s uses an external data file; base images must be self-contained: "
+                         "convert it with 'qemu-img convert' first" % path, path=path)
+    if header["corrupt"]:
+        raise ImageError("image %s is marked corrupt in its qcow2 header" % path, path=path)
+    if header["encrypted"]:
+        raise ImageError("image %s is encrypted; base images must be readable without a secret" % path,
+                         path=path)
+
+
+def backing_chain(path):
+    """Absolute paths of the backing files below ``path`` (nearest first), following qcow2 headers."""
+    chain = []
+    current = path
+    for _ in range(MAX_CHAIN):
+        backing = qcow2_backing_file(current)
+        if not backing or ":" in backing.split("/", 1)[0]:  # none, or a protocol like nbd:
+            break
+        if not os.path.isabs(backing):
+            backing = os.path.join(os.path.dirname(current), backing)
+        backing = os.path.normpath(backing)
+        if backing in chain:
+            break
+        chain.append(backing)
+        current = backing
+    return chain
+
+
+def domain_disk_files(domain_xml):
+    """Every file named by a disk of the domain: sources and <backingStore> sources."""
+    root = ET.fromstring(domain_xml) if isinstance(domain_xml, str) else domain_xml
+    files = []
+    for disk in root.findall("./devices/disk"):
+        for source in disk.iter("source"):
+            path = source.get("file")
+            if path:
+                files.append(path)
+    return files
+
+
+def files_using(domain_xml, image_path):
+    """The disk files of the domain that are ``image_path`` or have it in their backing chain."""
+    target = os.path.realpath(image_path)
+    users = []
+    for disk in domain_disk_files(domain_xml):
+        if os.path.realpath(disk) == target:
+            users.append(disk)
+            continue
+        if any(os.path.realpath(b) == target for b in backing_chain(disk)):
+            users.append(disk)
+    return users
+
+
+class VerifiedCopy:
+    """Copy ``src`` to a hidden temporary file beside ``dest``, hashing what is written.
+
+    ``commit()`` renames it over ``dest`` atomically; ``discard()`` (always safe to call) removes it,
+    so a failure never leaves a partial file in the cache.
+    """
+
+    def __init__(self, src, dest, mode=0o644):
+        self.src = src
+        self.dest = dest
+        self.mode = mode
+        self.tmp = None
+        self.sha256 = None
+
+    def write(self):
+        directory = os.path.dirname(self.dest)
+        base = os.path.basename(self.dest)
+        digest = hashlib.sha256()
+        # mkstemp's O_EXCL keeps two concurrent runs from sharing a temp file.
+        fd, self.tmp = tempfile.mkstemp(prefix=".%s." % base, suffix=".part", dir=directory)
+        with os.fdopen(fd, "wb") as out, open(self.src, "rb") as inp:
+            for block in iter(lambda: inp.read(CHUNK), b""):
+                digest.update(block)
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(self.tmp, self.mode)
+        self.sha256 = digest.hexdigest()
+        return self.tmp
+
+    def commit(self):
+        os.replace(self.tmp, self.dest)
+        self.tmp = None
+        fsync_dir(os.path.dirname(self.dest))
+
+    def discard(self):
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass
+            self.tmp = None
+
+
+def fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
