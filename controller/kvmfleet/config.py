@@ -1,0 +1,195 @@
+"""The controller's settings, in one place: defaults < YAML file < environment.
+
+File: ``$KVMFLEET_CONFIG`` if set, else ``<state dir>/kvmfleet.yml`` if it exists. Example::
+
+    database:
+      url: postgresql+psycopg://kvmfleet@localhost/kvmfleet   # default: SQLite <state dir>/kvmfleet.db
+    allocation_ratios: {cpu: 4.0, ram: 1.0, disk: 1.0}        # Nova's initial_*_allocation_ratio
+    reserved: {host_memory_mb: 512, host_disk_gb: 0, host_cpus: 0}
+    quota: {instances: 10, cores: 20, ram: 51200}             # defaults for projects without limits
+    scheduler:
+      enabled_filters: [ComputeFilter, ...]                   # omitted: the scheduler's own default list
+      weighers: [RAMWeigher, ...]                             # omitted: the scheduler's own default list
+      multipliers: {RAMWeigher: 1.0, ...}                     # by weigher name; negative packs
+      max_attempts: 3
+
+Environment: KVMFLEET_CONFIG, KVMFLEET_STATE_DIR (the state dir, see kvmfleet.paths),
+KVMFLEET_DATABASE_URL (wins over the file). Unknown keys and wrong types are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kvmfleet import paths
+
+# Nova's defaults ([filter_scheduler] *_weight_multiplier).
+DEFAULT_MULTIPLIERS: dict[str, float] = {
+    "RAMWeigher": 1.0,
+    "CPUWeigher": 1.0,
+    "DiskWeigher": 1.0,
+    "ServerGroupSoftAffinityWeigher": 1.0,
+    "ServerGroupSoftAntiAffinityWeigher": 1.0,
+    "BuildFailureWeigher": 1000000.0,
+    "NumInstancesWeigher": 0.0,
+}
+
+
+class ConfigError(Exception):
+    """The configuration file or environment holds a bad value; the message names it."""
+
+
+@dataclass(frozen=True)
+class QuotaDefaults:
+    """Nova's default quota limits; -1 means unlimited."""
+
+    instances: int = 10
+    cores: int = 20
+    ram: int = 51200
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    enabled_filters: tuple[str, ...] | None = None
+    weighers: tuple[str, ...] | None = None
+    multipliers: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MULTIPLIERS))
+    max_attempts: int = 3
+
+    def multiplier(self, weigher: str, default: float = 1.0) -> float:
+        return float(self.multipliers.get(weigher, default))
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path
+    database_url: str
+    cpu_allocation_ratio: float = 4.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    reserved_host_memory_mb: int = 512
+    reserved_host_disk_gb: int = 0
+    reserved_host_cpus: int = 0
+    quota: QuotaDefaults = field(default_factory=QuotaDefaults)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    config_file: Path | None = None
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _number(value: Any, key: str, kind: type, minimum: float | None = None) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise ConfigError(f"{key}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key}: must be >= {minimum}, got {value!r}")
+    return kind(value)
+
+
+def _section(data: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key}: expected a mapping, got {type(data).__name__}")
+    unknown = sorted(set(map(str, data)) - allowed)
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    return data
+
+
+def _names(value: Any, key: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key}: expected a list of names, got {value!r}")
+    return tuple(value)
+
+
+def load_settings(config_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings now (no caching). ``environ`` defaults to os.environ."""
+    env = os.environ if environ is None else environ
+    explicit = config_file or env.get("KVMFLEET_CONFIG")
+    state = Path(env["KVMFLEET_STATE_DIR"]) if env.get("KVMFLEET_STATE_DIR") else paths.state_dir()
+    path = Path(explicit) if explicit else state / "kvmfleet.yml"
+    data: dict[str, Any] = {}
+    if explicit or path.exists():
+        try:
+            with open(path, encoding="utf-8") as fh:
+                loaded = yaml.safe_load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        try:
+            data = _section(loaded, "config", {"state_dir", "database", "allocation_ratios", "reserved", "quota",
+                                               "scheduler"})
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        return _build(data, state, env, path if data or explicit else None)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if data else str(exc)) from exc
+
+
+def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Path | None) -> Settings:
+    if "state_dir" in data and not env.get("KVMFLEET_STATE_DIR"):
+        if not isinstance(data["state_dir"], str):
+            raise ConfigError(f"state_dir: expected a path, got {data['state_dir']!r}")
+        state = Path(data["state_dir"]).expanduser()
+    database = _section(data.get("database"), "database", {"url"})
+    url = env.get("KVMFLEET_DATABASE_URL") or database.get("url") or sqlite_url(state / "kvmfleet.db")
+    if not isinstance(url, str):
+        raise ConfigError(f"database.url: expected a string, got {url!r}")
+
+    ratios = _section(data.get("allocation_ratios"), "allocation_ratios", {"cpu", "ram", "disk"})
+    reserved = _section(data.get("reserved"), "reserved", {"host_memory_mb", "host_disk_gb", "host_cpus"})
+    quota = _section(data.get("quota"), "quota", {"instances", "cores", "ram"})
+    sched = _section(data.get("scheduler"), "scheduler", {"enabled_filters", "weighers", "multipliers",
+                                                          "max_attempts"})
+    multipliers = dict(DEFAULT_MULTIPLIERS)
+    raw_mult = _section(sched.get("multipliers"), "scheduler.multipliers", set(map(str, sched.get("multipliers") or {})))
+    for name, value in raw_mult.items():
+        multipliers[str(name)] = _number(value, f"scheduler.multipliers.{name}", float)
+
+    q_defaults = QuotaDefaults()
+    return Settings(
+        state_dir=state,
+        database_url=url,
+        cpu_allocation_ratio=_number(ratios.get("cpu", 4.0), "allocation_ratios.cpu", float, 0.0),
+        ram_allocation_ratio=_number(ratios.get("ram", 1.0), "allocation_ratios.ram", float, 0.0),
+        disk_allocation_ratio=_number(ratios.get("disk", 1.0), "allocation_ratios.disk", float, 0.0),
+        reserved_host_memory_mb=_number(reserved.get("host_memory_mb", 512), "reserved.host_memory_mb", int, 0),
+        reserved_host_disk_gb=_number(reserved.get("host_disk_gb", 0), "reserved.host_disk_gb", int, 0),
+        reserved_host_cpus=_number(reserved.get("host_cpus", 0), "reserved.host_cpus", int, 0),
+        quota=QuotaDefaults(**{
+            k: _number(quota.get(k, getattr(q_defaults, k)), f"quota.{k}", int, -1) for k in ("instances", "cores", "ram")
+        }),
+        scheduler=SchedulerSettings(
+            enabled_filters=_names(sched.get("enabled_filters"), "scheduler.enabled_filters"),
+            weighers=_names(sched.get("weighers"), "scheduler.weighers"),
+            multipliers=multipliers,
+            max_attempts=_number(sched.get("max_attempts", 3), "scheduler.max_attempts", int, 1),
+        ),
+        config_file=source,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests call ``reset_settings()`` after changing the environment."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()
