@@ -1,0 +1,117 @@
+# Copyright: kvmfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Instance disks: qcow2 overlays on cached base images, empty disks and the NoCloud seed.
+
+``run`` is a callable with the shape of AnsibleModule.run_command: run(args) -> (rc, stdout, stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import ImageError, KvmfleetError
+from ansible_collections.kvmfleet.compute.plugins.module_utils._validate import validate_name
+
+GIB = 1024 ** 3
+SEED_LABEL = "cidata"
+
+
+def _run(run, args, doing, error=KvmfleetError):
+    rc, out, err = run(args)
+    if rc != 0:
+        raise error("%s: %s failed (rc=%s): %s" % (doing, args[0], rc, (err or out or "").strip()),
+                    cmd=args, rc=rc, stderr=err)
+    return out
+
+
+def image_info(run, path, fmt=None):
+    """``qemu-img info`` as a dict; ImageError naming the path when it is missing or unreadable."""
+    if not os.path.isfile(path):
+        raise ImageError("base image %s does not exist" % path, path=path)
+    args = ["qemu-img", "info", "--output=json", "--force-share"]
+    if fmt:
+        args += ["-f", fmt]
+    out = _run(run, args + [path], "inspect image %s" % path, ImageError)
+    try:
+        return json.loads(out)
+    except ValueError as exc:
+        raise ImageError("inspect image %s: qemu-img printed no JSON: %s" % (path, exc), path=path) from exc
+
+
+def base_image(run, path):
+    """Format and virtual size of a base image; refuse images that themselves have a backing file."""
+    info = image_info(run, path)
+    if info.get("backing-filename") or info.get("full-backing-filename"):
+        raise ImageError("base image %s has a backing file (%s); base images must be standalone"
+                         % (path, info.get("backing-filename")), path=path)
+    fmt = info.get("format")
+    if fmt not in ("qcow2", "raw"):
+        raise ImageError("base image %s has format %r; qcow2 or raw is needed" % (path, fmt), path=path)
+    return {"path": path, "format": fmt, "virtual_size": int(info.get("virtual-size") or 0)}
+
+
+def create_overlay(run, base_path, base_format, path, size_bytes):
+    """A qcow2 overlay at ``path`` backed by ``base_path`` with virtual size ``size_bytes``."""
+    _run(run, ["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", base_path, path,
+               str(int(size_bytes))], "create root disk %s" % path)
+
+
+def create_empty(run, path, size_gb, fmt="qcow2"):
+    """An empty disk image at ``path`` of ``size_gb`` GiB."""
+    _run(run, ["qemu-img", "create", "-q", "-f", fmt, path, "%dG" % int(size_gb)], "create disk %s" % path)
+
+
+def seed_files(hostname, instance_id, user_data):
+    """File name -> content of a NoCloud seed. Names are validated, so the YAML needs no quoting."""
+    validate_name(instance_id, "config_drive instance_id")
+    validate_name(hostname, "config_drive hostname")
+    meta = "instance-id: %s\nlocal-hostname: %s\n" % (instance_id, hostname)
+    return {"meta-data": meta, "user-data": user_data or ""}
+
+
+def create_seed(run, path, hostname, instance_id, user_data, which=shutil.which):
+    """A NoCloud seed (label cidata) at ``path``: iso9660 via genisoimage, else vfat via mkfs.vfat + mcopy."""
+    files = seed_files(hostname, instance_id, user_data)
+    workdir = tempfile.mkdtemp(prefix=".seed-", dir=os.path.dirname(path))
+    try:
+        names = []
+        for name, content in files.items():
+            full = os.path.join(workdir, name)
+            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(content)
+            names.append(full)
+        if which("genisoimage"):
+            _run(run, ["genisoimage", "-quiet", "-output", path, "-volid", SEED_LABEL, "-joliet", "-rock"]
+                 + names, "create seed %s" % path)
+        elif which("mkfs.vfat") and which("mcopy"):
+            _run(run, ["mkfs.vfat", "-n", SEED_LABEL, "-C", path, "1024"], "create seed %s" % path)
+            _run(run, ["mcopy", "-oi", path] + names + ["::"], "copy seed files into %s" % path)
+        else:
+            raise KvmfleetError("create seed %s: neither genisoimage nor mkfs.vfat+mcopy is installed" % path)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    os.chmod(path, 0o644)
+
+
+def remove_file(path):
+    """Remove ``path`` if it exists; True if something was removed."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def remove_dir_if_empty(path):
+    """Remove directory ``path`` if it exists and is empty; True if removed."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False  # not empty: something we did not create is still in it
+    return True

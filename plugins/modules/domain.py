@@ -1,0 +1,797 @@
+#!/usr/bin/python
+# Copyright: kvmfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: domain
+short_description: Desired state of one libvirt domain (a kvmfleet instance)
+version_added: 0.1.0
+author:
+  - kvmfleet developers
+description:
+  - Defines, starts, stops, pauses, suspends and removes one libvirt domain on a KVM host, in one call.
+  - A new domain gets a qcow2 overlay on a cached base image as its root disk, optional empty extra disks,
+    an optional NoCloud seed (label C(cidata)), NICs on named libvirt networks, a serial console logged to
+    C(<instance dir>/console.log) and VNC on 127.0.0.1.
+  - The domain carries kvmfleet metadata (instance uuid, name, project, flavor, image, server group,
+    created_at and the disks this module created) in its libvirt C(<metadata>) element.
+  - For an existing domain, I(vcpus) and I(memory_mb) are written to the persistent definition; if the
+    domain stays active the new values take effect at its next boot and are listed in C(restart_required).
+    Disks, NICs and the seed of an existing domain are never changed.
+  - Any failure while creating a domain removes what this run created (disks, seed, definition).
+extends_documentation_fragment:
+  - kvmfleet.compute.attributes
+  - kvmfleet.compute.libvirt
+  - kvmfleet.compute.libvirt.PATHS
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+options:
+  name:
+    description:
+      - Name of the libvirt domain. 1-64 characters of C(A-Za-z0-9._-), not starting with C(-) or C(.).
+    type: str
+    required: true
+  uuid:
+    description:
+      - UUID of the domain when it is created. An existing domain with another UUID is an error.
+      - A random UUID is used when omitted.
+    type: str
+  state:
+    description:
+      - C(present) defines the domain; a new domain is left shut off, an existing one keeps its power state.
+      - C(running) defines it if needed and runs it (starting, resuming or restoring a managed save).
+      - C(stopped) shuts it down gracefully (ACPI) and waits up to I(stop_timeout) seconds, then destroys
+        it if I(force_stop) is set. A managed save image is discarded.
+      - C(paused) pauses the vCPUs (starting the domain paused if it is shut off).
+      - C(suspended) saves the memory to a managed save image and stops the domain (libvirt managed save).
+      - C(absent) destroys and undefines the domain and removes the disks this module created (recorded in
+        the metadata) and the instance directory if it is then empty. Base images are never removed.
+    type: str
+    choices: [present, running, stopped, paused, suspended, absent]
+    default: running
+  vcpus:
+    description:
+      - Number of virtual CPUs. Required to create a domain.
+    type: int
+  memory_mb:
+    description:
+      - Memory in MiB. Required to create a domain. More than the host's total memory is refused.
+    type: int
+  virt_type:
+    description:
+      - Domain type. C(kvm) uses hardware virtualisation and CPU host-passthrough; C(qemu) is TCG emulation.
+    type: str
+    choices: [kvm, qemu]
+    default: kvm
+  arch:
+    description: Guest architecture.
+    type: str
+    default: x86_64
+  machine:
+    description: QEMU machine type; C(pc) when omitted.
+    type: str
+  root_disk:
+    description:
+      - Root disk of a new domain, a qcow2 overlay on a base image. Required to create a domain.
+    type: dict
+    suboptions:
+      image:
+        description:
+          - File name of a base image in I(images_dir), or the absolute path of a base image.
+        type: str
+        required: true
+      size_gb:
+        description:
+          - Virtual size of the root disk in GiB; the base image's size when omitted. Cannot be smaller.
+        type: int
+  disks:
+    description:
+      - Extra empty qcow2 disks of a new domain, attached after the root disk.
+    type: list
+    elements: dict
+    suboptions:
+      size_gb:
+        description: Size in GiB.
+        type: int
+        required: true
+      bus:
+        description: Disk bus.
+        type: str
+        choices: [virtio, sata, scsi]
+        default: virtio
+  nics:
+    description:
+      - Network interfaces of a new domain, each on a named libvirt network.
+    type: list
+    elements: dict
+    suboptions:
+      network:
+        description: Name of the libvirt network. It must exist.
+        type: str
+        required: true
+      mac:
+        description: MAC address; libvirt picks one when omitted.
+        type: str
+      model:
+        description: NIC model.
+        type: str
+        choices: [virtio, e1000, e1000e, rtl8139]
+        default: virtio
+  config_drive:
+    description:
+      - NoCloud seed of a new domain (C(meta-data) and C(user-data) on a read-only disk labelled C(cidata)).
+    type: dict
+    suboptions:
+      hostname:
+        description: Guest host name (C(local-hostname)); the domain name when omitted.
+        type: str
+      instance_id:
+        description: Instance id (C(instance-id)); the domain UUID when omitted.
+        type: str
+      user_data:
+        description: User data, for example a shell script or a cloud-config document.
+        type: str
+  metadata:
+    description:
+      - kvmfleet metadata keys to set (for example C(project), C(flavor), C(server_group)). Values are stored
+        as text. Keys not given are kept; C(uuid), C(name), C(image) and C(created_at) default from the domain.
+      - The key C(disks) belongs to the module and is ignored here.
+    type: dict
+  serial_log:
+    description: Log the serial console of a new domain to C(<instance dir>/console.log).
+    type: bool
+    default: true
+  vnc:
+    description: Give a new domain a VNC display listening on 127.0.0.1 only.
+    type: bool
+    default: true
+  force_stop:
+    description: Destroy the domain when a graceful shutdown does not finish within I(stop_timeout).
+    type: bool
+    default: true
+  stop_timeout:
+    description: Seconds to wait for a graceful shutdown.
+    type: int
+    default: 60
+  wait:
+    description: Wait for the domain to reach the requested state.
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait for each state change other than a graceful shutdown.
+    type: int
+    default: 120
+notes:
+  - Live changes of vCPUs or memory are not made; they are applied to the persistent definition.
+"""
+
+EXAMPLES = r"""
+- name: Run a small instance from the cached tiny image
+  kvmfleet.compute.domain:
+    name: web1
+    state: running
+    vcpus: 1
+    memory_mb: 256
+    virt_type: qemu
+    root_disk:
+      image: kvmfleet-tiny.qcow2
+      size_gb: 1
+    disks:
+      - size_gb: 1
+    nics:
+      - network: default
+    config_drive:
+      hostname: web1
+      user_data: |
+        #!/bin/sh
+        echo hello
+    metadata:
+      project: demo
+      flavor: m1.tiny
+
+- name: Give it two vCPUs at its next boot
+  kvmfleet.compute.domain:
+    name: web1
+    vcpus: 2
+  register: result
+
+- name: Stop it, forcing it off after 30 seconds
+  kvmfleet.compute.domain:
+    name: web1
+    state: stopped
+    stop_timeout: 30
+
+- name: Remove it and the disks it was created with
+  kvmfleet.compute.domain:
+    name: web1
+    state: absent
+"""
+
+RETURN = r"""
+domain:
+  description: The domain after the run (predicted in check mode); null when it is absent.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Domain name.
+      type: str
+      sample: web1
+    uuid:
+      description: Domain UUID.
+      type: str
+      sample: 6f1c7a4e-0b5f-4a8e-9a7e-0123456789ab
+    state:
+      description: Power state (running, paused, shutoff, suspended, ...).
+      type: str
+      sample: running
+    vcpus:
+      description: Virtual CPUs of the running configuration.
+      type: int
+      sample: 1
+    memory_mb:
+      description: Memory in MiB of the running configuration.
+      type: int
+      sample: 256
+    virt_type:
+      description: Domain type (kvm or qemu).
+      type: str
+      sample: qemu
+    disks:
+      description: Disks in attachment order.
+      type: list
+      elements: dict
+      sample: [{"path": "/var/lib/libvirt/kvmfleet/instances/web1/disk", "target": "vda", "bus": "virtio",
+                "format": "qcow2", "device": "disk", "readonly": false}]
+    nics:
+      description: Network interfaces.
+      type: list
+      elements: dict
+      sample: [{"network": "default", "mac": "52:54:00:12:34:56", "model": "virtio"}]
+    console_log:
+      description: File receiving the serial console output, if any.
+      type: str
+      sample: /var/lib/libvirt/kvmfleet/instances/web1/console.log
+    vnc_port:
+      description: VNC port on 127.0.0.1 while the domain runs.
+      type: int
+      sample: 5900
+    metadata:
+      description: kvmfleet metadata; null for a domain without it.
+      type: dict
+      sample: {"uuid": "6f1c7a4e-0b5f-4a8e-9a7e-0123456789ab", "name": "web1", "disks": []}
+restart_required:
+  description: Fields changed in the persistent definition that take effect at the next boot.
+  returned: always
+  type: list
+  elements: str
+  sample: [vcpus]
+"""
+
+import datetime
+import os
+import uuid as uuidlib
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.kvmfleet.compute.plugins.module_utils._disks import (
+    GIB,
+    base_image,
+    create_empty,
+    create_overlay,
+    create_seed,
+    remove_dir_if_empty,
+    remove_file,
+)
+from ansible_collections.kvmfleet.compute.plugins.module_utils._domain_xml import (
+    build_domain_xml,
+    parse_domain_xml,
+    update_config_xml,
+)
+from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import (
+    InvalidState,
+    KvmfleetError,
+    ValidationError,
+    WaitTimeout,
+)
+from ansible_collections.kvmfleet.compute.plugins.module_utils._libvirt import (
+    HAS_LIBVIRT,
+    LIBVIRT_IMPORT_ERROR,
+    close,
+    connect,
+    domain_state,
+    libvirt_errors,
+    lookup_domain,
+)
+from ansible_collections.kvmfleet.compute.plugins.module_utils._metadata import (
+    metadata_xml,
+    normalise_metadata,
+    NAMESPACE,
+    PREFIX,
+)
+from ansible_collections.kvmfleet.compute.plugins.module_utils._plan import (
+    ACTIVE_STATES,
+    config_changes,
+    domain_view,
+    managed_view,
+    metadata_changes,
+    pending_restart,
+    power_steps,
+)
+from ansible_collections.kvmfleet.compute.plugins.module_utils._validate import (
+    path_inside,
+    validate_abs_path,
+    validate_mac,
+    validate_name,
+    validate_uuid,
+)
+from ansible_collections.kvmfleet.compute.plugins.module_utils._waiter import wait as wait_for
+
+# libvirt flag values, as numbers so the module imports without libvirt (it then fails cleanly)
+XML_INACTIVE = 2
+START_PAUSED = 1
+SAVE_RUNNING = 2
+UNDEFINE_FLAGS = 1 | 2 | 4  # MANAGED_SAVE | SNAPSHOTS_METADATA | NVRAM
+META_ELEMENT = 2
+AFFECT_LIVE = 1
+AFFECT_CONFIG = 2
+
+
+class DomainParams:
+    """The module parameters, validated and with paths resolved. Raises ValidationError."""
+
+    def __init__(self, params):
+        self.name = validate_name(params["name"], "domain name")
+        self.uuid = validate_uuid(params["uuid"], "uuid") if params.get("uuid") else None
+        self.uri = params["uri"]
+        self.state = params["state"]
+        self.vcpus = params.get("vcpus")
+        self.memory_mb = params.get("memory_mb")
+        for field in ("vcpus", "memory_mb"):
+            value = getattr(self, field)
+            if value is not None and value < 1:
+                raise ValidationError("%s must be at least 1, got %d" % (field, value))
+        self.virt_type = params["virt_type"]
+        self.arch = validate_name(params["arch"], "arch")
+        self.machine = validate_name(params["machine"], "machine type") if params.get("machine") else None
+        self.images_dir = validate_abs_path(params["images_dir"], "images_dir")
+        self.instances_dir = validate_abs_path(params["instances_dir"], "instances_dir")
+        self.instance_dir = os.path.join(self.instances_dir, self.name)
+        self.root_disk = None
+        if params.get("root_disk"):
+            self.root_disk = self._root_disk(params["root_disk"])
+        self.disks = []
+        for i, disk in enumerate(params.get("disks") or []):
+            if disk["size_gb"] < 1:
+                raise ValidationError("size_gb of disk %d must be at least 1" % i)
+            self.disks.append({"size_gb": disk["size_gb"], "bus": disk.get("bus") or "virtio"})
+        self.nics = []
+        for i, nic in enumerate(params.get("nics") or []):
+            self.nics.append({
+                "network": validate_name(nic["network"], "network name of nic %d" % i),
+                "mac": validate_mac(nic["mac"], "MAC address of nic %d" % i) if nic.get("mac") else None,
+                "model": nic.get("model") or "virtio",
+            })
+        self.config_drive = params.get("config_drive")
+        if self.config_drive is not None:
+            for key in ("hostname", "instance_id"):
+                if self.config_drive.get(key) is not None:
+                    validate_name(self.config_drive[key], "config_drive %s" % key)
+        self.metadata = normalise_metadata(params.get("metadata") or {})
+        self.metadata.pop("disks", None)
+        self.serial_log = params["serial_log"]
+        self.vnc = params["vnc"]
+        self.force_stop = params["force_stop"]
+        self.stop_timeout = params["stop_timeout"]
+        self.wait = params["wait"]
+        self.timeout = params["timeout"]
+
+    def _root_disk(self, root):
+        image = root["image"]
+        if image.startswith("/"):
+            path = validate_abs_path(image, "root_disk image")
+            validate_name(os.path.basename(path), "root_disk image file name")
+        else:
+            path = os.path.join(self.images_dir, validate_name(image, "root_disk image file name"))
+        size_gb = root.get("size_gb")
+        if size_gb is not None and size_gb < 1:
+            raise ValidationError("root_disk size_gb must be at least 1, got %d" % size_gb)
+        return {"image": image, "path": path, "size_gb": size_gb}
+
+
+class DomainManager:
+    """Brings one domain to the desired state: one plan, applied only outside check mode."""
+
+    def __init__(self, module, params):
+        self.module = module
+        self.p = params
+        self.conn = None
+        self.plan = []
+        self.restart_required = []
+        self.before = None
+        self.after = None
+        self.domain = None
+        self.warnings = []
+        # what this run created, removed again if the run fails
+        self._created_files = []
+        self._created_dir = False
+        self._defined = False
+
+    @property
+    def results(self):
+        return {
+            "changed": bool(self.plan),
+            "domain": self.domain,
+            "restart_required": self.restart_required,
+            "diff": {"before": self.before, "after": self.after},
+        }
+
+    def run(self):
+        self.conn = connect(self.p.uri)
+        try:
+            self._run()
+        except WaitTimeout as exc:
+            exc.partial = self.results
+            raise
+        finally:
+            close(self.conn)
+        for warning in self.warnings:
+            self.module.warn(warning)
+
+    def _run(self):
+        dom = lookup_domain(self.conn, self.p.name)
+        if dom is None:
+            self._absent_domain()
+        elif self.p.state == "absent":
+            self._remove(dom)
+        else:
+            self._existing_domain(dom)
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def _read(self, dom, inactive=False):
+        with libvirt_errors("read definition of domain %s" % self.p.name):
+            return parse_domain_xml(dom.XMLDesc(XML_INACTIVE if inactive else 0))
+
+    def _host_memory_mb(self):
+        with libvirt_errors("read host memory"):
+            return self.conn.getInfo()[1]
+
+    def _check_memory(self):
+        if self.p.memory_mb is not None:
+            total = self._host_memory_mb()
+            if self.p.memory_mb > total:
+                raise ValidationError("memory_mb %d is more than the host's total memory (%d MiB)"
+                                      % (self.p.memory_mb, total), memory_mb=self.p.memory_mb, host_memory_mb=total)
+
+    def _read_running_config(self, dom, state):
+        """The configuration in effect: the live XML, or the saved one for a managed save."""
+        if state == "suspended":
+            with libvirt_errors("read managed save of domain %s" % self.p.name):
+                return parse_domain_xml(dom.managedSaveGetXMLDesc(0))
+        return self._read(dom)
+
+    def _describe(self, dom):
+        return domain_view(self._read(dom), domain_state(dom))
+
+    # -- a domain that does not exist yet ------------------------------------------------------------
+
+    def _absent_domain(self):
+        if self.p.state == "absent":
+            self.before = self.after = {"state": "absent"}
+            return
+        spec, steps, base = self._creation_plan()
+        self.plan = [("create", path) for path in self._spec_files(spec)] + steps
+        self.before = {"state": "absent"}
+        predicted = parse_domain_xml(build_domain_xml(spec))
+        final = steps[-1][1]
+        self.after = managed_view(predicted, final)
+        if self.module.check_mode:
+            self.domain = domain_view(predicted, final)
+            return
+        ok = False
+        try:
+            self._create_files(spec, base)
+            with libvirt_errors("define domain %s" % self.p.name):
+                dom = self.conn.defineXML(build_domain_xml(spec))
+            self._defined = True
+            self._apply_power(dom, steps[1:])
+            ok = True
+        finally:
+            if not ok:
+                self._rollback()
+        self.domain = self._describe(dom)
+
+    def _creation_plan(self):
+        missing = [f for f in ("vcpus", "memory_mb", "root_disk") if getattr(self.p, f) in (None, [])]
+        if missing:
+            raise ValidationError("domain %s does not exist; %s required to create it"
+                                  % (self.p.name, " and ".join(missing) + (" are" if len(missing) > 1 else " is")))
+        self._check_memory()
+        for nic in self.p.nics:
+            with libvirt_errors("look up network %s for domain %s" % (nic["network"], self.p.name)):
+                active = self.conn.networkLookupByName(nic["network"]).isActive()
+            if not active:
+                raise InvalidState("network %s is not active; domain %s could not start on it"
+                                   % (nic["network"], self.p.name), network=nic["network"])
+        base = base_image(self.module.run_command, self.p.root_disk["path"])
+        size_bytes = base["virtual_size"]
+        if self.p.root_disk["size_gb"] is not None:
+            size_bytes = self.p.root_disk["size_gb"] * GIB
+            if size_bytes < base["virtual_size"]:
+                raise ValidationError("root_disk size_gb %d is smaller than base image %s (%d bytes)"
+                                      % (self.p.root_disk["size_gb"], base["path"], base["virtual_size"]))
+        base["root_size"] = size_bytes
+        domain_uuid = self.p.uuid or str(uuidlib.uuid4())
+        d = self.p.instance_dir
+        disks = [{"path": os.path.join(d, "disk"), "format": "qcow2", "bus": "virtio", "kind": "root"}]
+        for i, extra in enumerate(self.p.disks):
+            disks.append({"path": os.path.join(d, "disk.eph%d" % i), "format": "qcow2", "bus": extra["bus"],
+                          "kind": "empty", "size_gb": extra["size_gb"]})
+        if self.p.config_drive is not None:
+            disks.append({"path": os.path.join(d, "disk.config"), "format": "raw", "bus": "virtio",
+                          "readonly": True, "kind": "seed"})
+        for disk in disks:
+            if os.path.lexists(disk["path"]):
+                raise InvalidState("refusing to create domain %s: %s already exists and was not made by this run"
+                                   % (self.p.name, disk["path"]), path=disk["path"])
+        metadata = {"uuid": domain_uuid, "name": self.p.name, "image": os.path.basename(base["path"]),
+                    "created_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        metadata.update(self.p.metadata)
+        metadata["disks"] = [disk["path"] for disk in disks]
+        spec = {
+            "name": self.p.name, "uuid": domain_uuid, "virt_type": self.p.virt_type, "arch": self.p.arch,
+            "machine": self.p.machine, "vcpus": self.p.vcpus, "memory_mb": self.p.memory_mb,
+            "disks": disks, "nics": self.p.nics,
+            "serial_log": os.path.join(d, "console.log") if self.p.serial_log else None,
+            "vnc": self.p.vnc, "metadata": metadata,
+        }
+        return spec, power_steps("absent", self.p.state), base
+
+    @staticmethod
+    def _spec_files(spec):
+        return [disk["path"] for disk in spec["disks"]]
+
+    def _create_files(self, spec, base):
+        run = self.module.run_command
+        if not os.path.isdir(self.p.instance_dir):
+            os.makedirs(self.p.instance_dir, mode=0o755)
+            self._created_dir = True
+        for disk in spec["disks"]:
+            self._created_files.append(disk["path"])
+            if disk["kind"] == "root":
+                create_overlay(run, base["path"], base["format"], disk["path"], base["root_size"])
+            elif disk["kind"] == "empty":
+                create_empty(run, disk["path"], disk["size_gb"])
+            else:
+                drive = self.p.config_drive
+                create_seed(run, disk["path"], drive.get("hostname") or self.p.name,
+                            drive.get("instance_id") or spec["uuid"], drive.get("user_data"))
+        if spec["serial_log"]:
+            self._created_files.append(spec["serial_log"])
+
+    def _rollback(self):
+        """Undo this run's creations; errors here must not hide the failure that caused the rollback."""
+        if self._defined:
+            dom = lookup_domain(self.conn, self.p.name)
+            if dom is not None:
+                try:
+                    with libvirt_errors("clean up domain %s" % self.p.name):
+                        if dom.isActive():
+                            dom.destroy()
+                        dom.undefineFlags(UNDEFINE_FLAGS)
+                except KvmfleetError as exc:
+                    self.warnings.append("cleanup left domain %s defined: %s" % (self.p.name, exc))
+        for path in self._created_files:
+            try:
+                remove_file(path)
+            except OSError as exc:
+                self.warnings.append("cleanup could not remove %s: %s" % (path, exc))
+        if self._created_dir:
+            remove_dir_if_empty(self.p.instance_dir)
+
+    # -- a domain that exists ------------------------------------------------------------------------
+
+    def _existing_domain(self, dom):
+        config = self._read(dom, inactive=True)
+        state = domain_state(dom)
+        if self.p.uuid and config["uuid"] != self.p.uuid:
+            raise InvalidState("domain %s exists with uuid %s, not %s" % (self.p.name, config["uuid"], self.p.uuid),
+                               uuid=config["uuid"])
+        changes = config_changes(config, {"vcpus": self.p.vcpus, "memory_mb": self.p.memory_mb})
+        if "memory_mb" in changes:
+            self._check_memory()
+        new_meta = metadata_changes(config["metadata"], self.p.metadata)
+        self._warn_unmanaged_differences(config)
+        steps = power_steps(state, self.p.state)
+        self.plan = [("set", field) for field in changes] + ([("set", "metadata")] if new_meta else []) + steps
+
+        final = steps[-1][1] if steps else state
+        predicted = dict(config)
+        predicted.update({field: after for field, (_before, after) in changes.items()})
+        if new_meta is not None:
+            predicted["metadata"] = new_meta
+        self.before = managed_view(config, state)
+        self.after = managed_view(predicted, final)
+        if self.module.check_mode:
+            live = self._read_running_config(dom, state)
+            if steps and final not in ACTIVE_STATES:
+                live = predicted
+            self.restart_required = pending_restart(predicted, live, final)
+            self.domain = domain_view(dict(live, metadata=predicted["metadata"]), final)
+            return
+
+        if changes:
+            xml = dom.XMLDesc(XML_INACTIVE)
+            new_xml = update_config_xml(xml, vcpus=self.p.vcpus if "vcpus" in changes else None,
+                                        memory_mb=self.p.memory_mb if "memory_mb" in changes else None)
+            with libvirt_errors("update definition of domain %s" % self.p.name):
+                dom = self.conn.defineXML(new_xml)
+        if new_meta is not None:
+            self._set_metadata(dom, new_meta)
+        self._apply_power(dom, steps)
+        state = domain_state(dom)
+        self.restart_required = pending_restart(self._read(dom, inactive=True),
+                                                self._read_running_config(dom, state), state)
+        self.domain = self._describe(dom)
+
+    def _warn_unmanaged_differences(self, config):
+        if self.p.nics and [n["network"] for n in self.p.nics] != [n["network"] for n in config["nics"]]:
+            self.warnings.append("nics of existing domain %s differ from the request; this module does not "
+                                 "change the NICs of an existing domain" % self.p.name)
+        if self.p.disks:
+            have = len([d for d in config["disks"] if not d["readonly"]]) - 1
+            if have != len(self.p.disks):
+                self.warnings.append("domain %s has %d extra disks, %d requested; this module does not change "
+                                     "the disks of an existing domain" % (self.p.name, max(have, 0), len(self.p.disks)))
+
+    def _set_metadata(self, dom, meta):
+        flags = AFFECT_CONFIG | (AFFECT_LIVE if dom.isActive() else 0)
+        with libvirt_errors("set metadata of domain %s" % self.p.name):
+            dom.setMetadata(META_ELEMENT, metadata_xml(meta), PREFIX, NAMESPACE, flags)
+
+    def _remove(self, dom):
+        config = self._read(dom, inactive=True)
+        live = self._read(dom)
+        state = domain_state(dom)
+        steps = power_steps(state, "absent")
+        self.plan = steps
+        self.before = managed_view(config, state)
+        self.after = {"state": "absent"}
+        if self.module.check_mode:
+            return
+        self._apply_power(dom, steps)
+        owned = list((config["metadata"] or {}).get("disks") or [])
+        logs = [f["console_log"] for f in (config, live) if f["console_log"]]
+        dirs = set()
+        for path in owned:
+            if path_inside(path, self.p.images_dir):
+                self.warnings.append("not removing %s: it is inside the image cache" % path)
+                continue
+            if remove_file(path):
+                dirs.add(os.path.dirname(path))
+        for path in logs:
+            # the console log is ours only when it sits beside a disk we created
+            if os.path.dirname(path) in dirs or path_inside(path, self.p.instance_dir):
+                remove_file(path)
+                dirs.add(os.path.dirname(path))
+        dirs.add(self.p.instance_dir)
+        for directory in sorted(dirs):
+            remove_dir_if_empty(directory)
+
+    # -- power ---------------------------------------------------------------------------------------
+
+    def _apply_power(self, dom, steps):
+        for action, expected in steps:
+            getattr(self, "_do_" + action)(dom)
+            if self.p.wait and action not in ("shutdown", "undefine"):
+                wait_for(self.conn, self.p.name, expected, self.p.timeout)
+
+    def _call(self, doing, func, *args):
+        with libvirt_errors("%s domain %s" % (doing, self.p.name)):
+            return func(*args)
+
+    def _do_define(self, dom):
+        raise InvalidState("internal: define is done by the creation path")  # never planned for existing
+
+    def _do_start(self, dom):
+        self._call("start", dom.create)
+
+    def _do_start_paused(self, dom):
+        self._call("start", dom.createWithFlags, START_PAUSED)
+
+    def _do_resume(self, dom):
+        self._call("resume", dom.resume)
+
+    def _do_pause(self, dom):
+        self._call("pause", dom.suspend)
+
+    def _do_managed_save(self, dom):
+        self._call("save (managed save)", dom.managedSave, SAVE_RUNNING)
+
+    def _do_discard_saved_state(self, dom):
+        self._call("discard managed save of", dom.managedSaveRemove, 0)
+
+    def _do_wakeup(self, dom):
+        self._call("wake up", dom.pmWakeup, 0)
+
+    def _do_destroy(self, dom):
+        self._call("destroy", dom.destroy)
+
+    def _do_wait_shutoff(self, dom):
+        wait_for(self.conn, self.p.name, "shutoff", self.p.stop_timeout)
+
+    def _do_undefine(self, dom):
+        self._call("undefine", dom.undefineFlags, UNDEFINE_FLAGS)
+
+    def _do_shutdown(self, dom):
+        self._call("shut down", dom.shutdown)
+        if not self.p.wait:
+            return
+        try:
+            wait_for(self.conn, self.p.name, "shutoff", self.p.stop_timeout)
+        except WaitTimeout as exc:
+            if not self.p.force_stop:
+                raise
+            self.warnings.append("domain %s did not shut down within %ss (%s); destroyed it"
+                                 % (self.p.name, self.p.stop_timeout, exc.last_state))
+            if domain_state(dom) != "shutoff":
+                self._do_destroy(dom)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            uuid=dict(type="str"),
+            uri=dict(type="str", default="qemu:///system"),
+            state=dict(type="str", default="running",
+                       choices=["present", "running", "stopped", "paused", "suspended", "absent"]),
+            vcpus=dict(type="int"),
+            memory_mb=dict(type="int"),
+            virt_type=dict(type="str", default="kvm", choices=["kvm", "qemu"]),
+            arch=dict(type="str", default="x86_64"),
+            machine=dict(type="str"),
+            root_disk=dict(type="dict", options=dict(image=dict(type="str", required=True),
+                                                     size_gb=dict(type="int"))),
+            disks=dict(type="list", elements="dict", options=dict(
+                size_gb=dict(type="int", required=True),
+                bus=dict(type="str", default="virtio", choices=["virtio", "sata", "scsi"]))),
+            nics=dict(type="list", elements="dict", options=dict(
+                network=dict(type="str", required=True), mac=dict(type="str"),
+                model=dict(type="str", default="virtio", choices=["virtio", "e1000", "e1000e", "rtl8139"]))),
+            config_drive=dict(type="dict", options=dict(hostname=dict(type="str"), instance_id=dict(type="str"),
+                                                        user_data=dict(type="str", no_log=True))),
+            metadata=dict(type="dict"),
+            serial_log=dict(type="bool", default=True),
+            vnc=dict(type="bool", default=True),
+            images_dir=dict(type="path", default="/var/lib/libvirt/kvmfleet/images"),
+            instances_dir=dict(type="path", default="/var/lib/libvirt/kvmfleet/instances"),
+            force_stop=dict(type="bool", default=True),
+            stop_timeout=dict(type="int", default=60),
+            wait=dict(type="bool", default=True),
+            timeout=dict(type="int", default=120),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=str(LIBVIRT_IMPORT_ERROR))
+    try:
+        manager = DomainManager(module, DomainParams(module.params))
+        manager.run()
+    except WaitTimeout as exc:
+        module.fail_json(partial=exc.partial, **exc.to_result())
+    except KvmfleetError as exc:
+        module.fail_json(**exc.to_result())
+    module.exit_json(**manager.results)
+
+
+if __name__ == "__main__":
+    main()
