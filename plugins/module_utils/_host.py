@@ -261,7 +261,10 @@ def build_host_facts(obs):
         "cpu_topology": caps["cpu_topology"],
         "numa_cells": caps["numa_cells"],
         "vcpus": obs.node_info[2] if obs.node_info else None,
-        "memory_mb": obs.node_info[1] if obs.node_info else None,
+        # /proc/meminfo first: it agrees with memory_free_mb (libvirt's node figure may come from
+        # NUMA sysfs, which some sandboxes fake)
+        "memory_mb": meminfo["MemTotal"] // 1024 if "MemTotal" in meminfo else (
+            obs.node_info[1] if obs.node_info else None),
         "memory_free_mb": memory_free_mb(meminfo, obs.free_memory_bytes),
         "storage": storage,
         "hypervisor_type": obs.hypervisor_type,
