@@ -178,9 +178,17 @@ class JobResult:
         if hr.error:
             return hr.error
         if self.status is not JobStatus.SUCCESSFUL:
-            tail = self.stdout_tail.strip().splitlines()[-3:]
-            return f"job {self.status.value}" + (f": {' '.join(tail)}" if tail else "")
+            return f"job {self.status.value}" + (f": {self.ansible_error}" if self.ansible_error else "")
         return ""
+
+    @property
+    def ansible_error(self) -> str:
+        """Ansible's own error line (a playbook that does not parse, a missing module), '' if none."""
+        lines = [ln.strip() for ln in self.stdout_tail.splitlines() if ln.strip()]
+        for i, line in enumerate(lines):
+            if line.startswith(("ERROR!", "[ERROR]")):
+                return " ".join(lines[i:i + 2])[:500]
+        return lines[-1][:500] if lines else ""
 
     def summary(self) -> dict[str, Any]:
         return {

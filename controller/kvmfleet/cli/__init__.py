@@ -13,6 +13,9 @@ def _register() -> None:
     app.add_typer(lab.app, name="lab", help="The one-machine lab of compute hosts.")
     app.add_typer(image.app, name="image", help="Guest images.")
     app.add_typer(bench.app, name="bench", help="Benchmarks (figures, never pass/fail).")
+    from kvmfleet.cli import host
+
+    app.add_typer(host.app, name="host", help="Compute hosts.")
 
 
 def main() -> None:

@@ -1,0 +1,300 @@
+"""Compute hosts: add, import from an inventory, enable/disable, and refresh from host_facts.
+
+A refresh is ONE executor job: kvmfleet.compute.host_facts on every host in parallel. Each answering
+host gets its capacity, heartbeat and state UP; an unreachable host is marked DOWN without failing the
+others; each instance's power_state is reconciled with what its host reports (principle 1: the host is
+the truth for what exists).
+
+Connection vars (ssh key, known_hosts args, user, interpreter...) are kept per host in
+<state dir>/hosts/<name>.json (mode 0600) until the store grows a column for them; `inventory_host()`
+is the one place that reads them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shlex
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from kvmfleet import executor, paths
+from kvmfleet.store import api
+from kvmfleet.store.errors import AlreadyExists, InvalidInput, NotFound, UnexpectedTaskState
+from kvmfleet.store.models import Allocation, Host, Instance, utcnow
+from kvmfleet.store.states import HostState, PowerState, VmState
+
+# Inventory vars that describe the host itself rather than how to reach it.
+_HOST_FIELD_VARS = {"ansible_host", "kvmfleet_availability_zone"}
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def validate_host_name(name: str) -> str:
+    if not name or len(name) > 64 or set(name) - NAME_CHARS or name[0] in "-.":
+        raise InvalidInput(f"invalid host name {name!r}: 1-64 characters of [A-Za-z0-9._-], not starting with - or .")
+    return name
+
+
+def _vars_dir() -> Path:
+    return paths.state_dir() / "hosts"
+
+
+def _vars_file(name: str) -> Path:
+    return _vars_dir() / f"{validate_host_name(name)}.json"
+
+
+def connection_vars(name: str) -> dict[str, Any]:
+    path = _vars_file(name)
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _save_connection_vars(name: str, values: Mapping[str, Any]) -> None:
+    path = _vars_file(name)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(dict(values), fh, indent=1, sort_keys=True)
+    tmp.replace(path)
+
+
+def inventory_host(host: Host) -> executor.InventoryHost:
+    """How the executor reaches `host`: its address plus its connection vars."""
+    return executor.InventoryHost(name=host.name, address=host.address or host.name, vars=connection_vars(host.name))
+
+
+def inventory(hosts: Iterable[Host]) -> dict[str, Any]:
+    return executor.build_inventory(inventory_host(h) for h in hosts)
+
+
+def ssh_vars(ssh_key: str | None = None, known_hosts: str | None = None, user: str | None = None,
+             python: str | None = None) -> dict[str, Any]:
+    """Connection vars from CLI options; host key checking stays on (a known_hosts file is strict)."""
+    out: dict[str, Any] = {}
+    if user:
+        out["ansible_user"] = user
+    if ssh_key:
+        key = Path(ssh_key).expanduser()
+        if not key.is_file():
+            raise InvalidInput(f"ssh key not found: {key}")
+        out["ansible_ssh_private_key_file"] = str(key.resolve())
+    if known_hosts:
+        kh = Path(known_hosts).expanduser()
+        if not kh.is_file():
+            raise InvalidInput(f"known_hosts file not found: {kh}")
+        out["ansible_ssh_common_args"] = (f"-o UserKnownHostsFile={shlex.quote(str(kh.resolve()))} "
+                                          "-o StrictHostKeyChecking=yes")
+    if python:
+        out["ansible_python_interpreter"] = python
+    return out
+
+
+@dataclass
+class HostAddResult:
+    host: Host
+    created: bool
+
+
+def add_host(session: Session, name: str, address: str, availability_zone: str | None = None,
+             conn_vars: Mapping[str, Any] | None = None, update: bool = False) -> HostAddResult:
+    """Add a host (state DOWN, no capacity until its first refresh); with update=True an existing host
+    gets the new address, zone and vars instead of an error."""
+    validate_host_name(name)
+    if not address or any(c.isspace() for c in address):
+        raise InvalidInput(f"invalid address {address!r} for host {name}")
+    host = session.scalars(select(Host).where(Host.name == name)).first()
+    created = host is None
+    if host is not None and not update:
+        raise AlreadyExists(f"host {name} already exists", host=name)
+    if host is None:
+        host = Host(name=name, address=address, availability_zone=availability_zone or "nova",
+                    state=HostState.DOWN)
+        session.add(host)
+    else:
+        host.address = address
+        if availability_zone:
+            host.availability_zone = availability_zone
+    session.flush()
+    _save_connection_vars(name, conn_vars or {})
+    return HostAddResult(host=host, created=created)
+
+
+def import_inventory(session: Session, path: str | os.PathLike[str]) -> list[HostAddResult]:
+    """Add (or update) every host of a YAML inventory, keeping its connection vars."""
+    found = executor.read_inventory_file(path)
+    if not found:
+        raise InvalidInput(f"no hosts in inventory {path}")
+    results = []
+    for ih in found:
+        az = ih.vars.get("kvmfleet_availability_zone")
+        conn = {k: v for k, v in ih.vars.items() if k not in _HOST_FIELD_VARS}
+        results.append(add_host(session, ih.name, ih.address, az, conn, update=True))
+    return results
+
+
+def set_enabled(session: Session, name: str, enabled: bool, reason: str | None = None) -> Host:
+    host = api.get_host(session, name)
+    host.enabled = enabled
+    host.disabled_reason = None if enabled else (reason or "disabled by operator")
+    return host
+
+
+def remove_host(session: Session, name: str) -> None:
+    host = api.get_host(session, name)
+    used = session.scalar(select(func.count()).select_from(Allocation).where(Allocation.host_id == host.id))
+    if used:
+        raise InvalidInput(f"host {name} still holds {used} allocation(s): delete or move its instances first")
+    session.delete(host)
+    _vars_file(name).unlink(missing_ok=True)
+
+
+def usage(session: Session, host: Host) -> dict[str, int]:
+    row = session.execute(
+        select(func.coalesce(func.sum(Allocation.vcpus), 0), func.coalesce(func.sum(Allocation.memory_mb), 0),
+               func.coalesce(func.sum(Allocation.disk_gb), 0), func.count())
+        .where(Allocation.host_id == host.id)).one()
+    return {"vcpus": int(row[0]), "memory_mb": int(row[1]), "disk_gb": int(row[2]), "allocations": int(row[3])}
+
+
+def host_dict(session: Session, host: Host, detail: bool = False) -> dict[str, Any]:
+    used = usage(session, host)
+    cap = host.capacity
+    out: dict[str, Any] = {
+        "name": host.name, "address": host.address, "availability_zone": host.availability_zone,
+        "enabled": host.enabled, "disabled_reason": host.disabled_reason, "state": str(host.state),
+        "vcpus": host.vcpus, "memory_mb": host.memory_mb, "local_gb": host.local_gb,
+        "vcpus_used": used["vcpus"], "memory_mb_used": used["memory_mb"], "local_gb_used": used["disk_gb"],
+        "capacity": {k: round(v, 1) for k, v in cap.items()},
+        "instances": session.scalar(select(func.count()).select_from(Instance).where(
+            Instance.host == host.name, Instance.deleted_at.is_(None))),
+        "last_heartbeat_at": host.last_heartbeat_at.isoformat() if host.last_heartbeat_at else None,
+        "failed_builds": host.failed_builds,
+    }
+    if detail:
+        out.update({
+            "arch": host.arch, "cpu_model": host.cpu_model, "virt_types": list(host.virt_types or []),
+            "hypervisor_type": host.hypervisor_type, "hypervisor_version": host.hypervisor_version,
+            "allocation_ratios": {"cpu": host.cpu_allocation_ratio, "ram": host.ram_allocation_ratio,
+                                  "disk": host.disk_allocation_ratio},
+            "reserved": {"memory_mb": host.reserved_host_memory_mb, "disk_gb": host.reserved_host_disk_gb,
+                         "cpus": host.reserved_host_cpus},
+            "aggregates": [a.name for a in host.aggregates],
+            "connection": {k: v for k, v in connection_vars(host.name).items() if "pass" not in k.lower()},
+        })
+    return out
+
+
+@dataclass
+class RefreshReport:
+    job_id: str
+    up: list[str] = field(default_factory=list)
+    down: dict[str, str] = field(default_factory=dict)            # host -> why
+    power_changes: list[dict[str, Any]] = field(default_factory=list)
+    unknown_domains: dict[str, list[str]] = field(default_factory=dict)  # host -> kvmfleet domains not in store
+    missing: list[dict[str, Any]] = field(default_factory=list)   # store instances not found on their host
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "up": self.up, "down": self.down, "power_changes": self.power_changes,
+                "unknown_domains": self.unknown_domains, "missing": self.missing}
+
+
+def _power(value: Any) -> PowerState:
+    text = str(value or "").strip()
+    try:
+        return PowerState(text.upper())
+    except ValueError:
+        return PowerState.from_libvirt(text.lower())
+
+
+def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300) -> RefreshReport:
+    """Gather host_facts from the hosts (all, or `names`) in one job and record what they report."""
+    with store.transaction() as session:
+        query = select(Host).order_by(Host.name)
+        wanted = list(names or [])
+        if wanted:
+            query = query.where(Host.name.in_(wanted))
+        hosts = session.scalars(query).all()
+        missing = sorted(set(wanted) - {h.name for h in hosts})
+        if missing:
+            raise NotFound(f"host {', '.join(missing)} not found", host=missing)
+        if not hosts:
+            raise NotFound("no hosts: add some with `kvmfleet host add` or `kvmfleet host import`")
+        inv = inventory(hosts)
+    result = executor.run(executor.Job(playbook="host_refresh.yml", inventory=inv,
+                                       forks=min(50, max(5, len(hosts))), timeout=timeout))
+    report = RefreshReport(job_id=result.id)
+    now = utcnow()
+    with store.transaction() as session:
+        for host in session.scalars(select(Host).where(Host.name.in_([h.name for h in hosts]))).all():
+            hr = result.host(host.name)
+            res = hr.result_of("host_facts")
+            facts = (res or {}).get("host_facts") if hr.ok else None
+            if not facts:
+                host.state = HostState.DOWN
+                report.down[host.name] = result.error_for(host.name) or "no host_facts result"
+                continue
+            _apply_facts(host, facts, now)
+            report.up.append(host.name)
+            _reconcile_instances(session, host, facts, report)
+    return report
+
+
+def _apply_facts(host: Host, facts: dict[str, Any], now: dt.datetime) -> None:
+    host.state = HostState.UP
+    host.last_heartbeat_at = now
+    host.vcpus = int(facts.get("vcpus") or 0)
+    host.memory_mb = int(facts.get("memory_mb") or 0)
+    storage = facts.get("storage") or {}
+    host.local_gb = int(storage.get("total_gb") or 0)
+    host.arch = facts.get("arch")
+    host.cpu_model = facts.get("cpu_model")
+    host.virt_types = list(facts.get("virt_types") or [])
+    host.hypervisor_type = facts.get("hypervisor_type")
+    host.hypervisor_version = str(facts.get("hypervisor_version")) if facts.get("hypervisor_version") else None
+    slim = {k: v for k, v in facts.items() if k not in ("instances", "cpu_flags")}
+    slim["instance_count"] = len(facts.get("instances") or [])
+    host.facts = slim
+
+
+def _reconcile_instances(session: Session, host: Host, facts: dict[str, Any], report: RefreshReport) -> None:
+    reported = {}
+    for dom in facts.get("instances") or []:
+        key = dom.get("uuid") or (dom.get("metadata") or {}).get("uuid")
+        if key:
+            reported[key] = dom
+    stored = session.scalars(select(Instance).where(Instance.host == host.name,
+                                                    Instance.deleted_at.is_(None))).all()
+    known = set()
+    for inst in stored:
+        known.add(inst.uuid)
+        dom = reported.get(inst.uuid)
+        if dom is None and inst.vm_state in (VmState.BUILDING, VmState.ERROR):
+            continue  # not built (yet), or a failed build: nothing expected on the host
+        power = _power(dom.get("power_state")) if dom else PowerState.NOSTATE
+        if dom is None:
+            report.missing.append({"instance": inst.uuid, "name": inst.name, "host": host.name})
+        if power == inst.power_state:
+            continue
+        values: dict[str, Any] = {"power_state": power}
+        # Nova's power-state sync: a guest that shut itself down is STOPPED.
+        if inst.vm_state is VmState.ACTIVE and power is PowerState.SHUTDOWN:
+            values["vm_state"] = VmState.STOPPED
+        try:
+            api.save_instance(session, inst.uuid, values, expected_task_state=None)
+        except UnexpectedTaskState:
+            continue  # an operation is running on it: it records the power state itself
+        report.power_changes.append({"instance": inst.uuid, "name": inst.name, "host": host.name,
+                                     "power_state": str(power), **({"vm_state": "stopped"} if "vm_state" in values
+                                                                   else {})})
+    unknown = sorted(d.get("domain") or u for u, d in reported.items() if u not in known)
+    if unknown:
+        report.unknown_domains[host.name] = unknown
