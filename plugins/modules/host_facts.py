@@ -17,36 +17,15 @@ description:
     the controller's store from the hosts after a disaster.
   - Never changes anything on the host.
 author:
-  - kvmfleet developers
-options:
-  uri:
-    description:
-      - libvirt connection URI.
-    type: str
-    default: qemu:///system
-  images_dir:
-    description:
-      - The host's image cache directory. When it does not exist yet, the filesystem of its nearest
-        existing parent directory is measured.
-    type: path
-    default: /var/lib/libvirt/kvmfleet/images
-  instances_dir:
-    description:
-      - The directory that holds one directory per instance. When it does not exist yet, the
-        filesystem of its nearest existing parent directory is measured.
-    type: path
-    default: /var/lib/libvirt/kvmfleet/instances
-attributes:
-  check_mode:
-    support: full
-    description: Can run in check mode and return changed status prediction without modifying target.
-  diff_mode:
-    support: none
-    description: Returns details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-  idempotent:
-    support: full
-    description: When run twice in a row with the same arguments, the second run reports no change.
+  - kvmfleet developers (@kvmfleet)
+extends_documentation_fragment:
+  - kvmfleet.compute.attributes.INFO_MODULE
+  - kvmfleet.compute.libvirt
+  - kvmfleet.compute.libvirt.PATHS
+options: {}
 notes:
+  - When O(images_dir) or O(instances_dir) does not exist yet, the filesystem of its nearest existing
+    parent directory is measured.
   - C(kvm) counts as usable only when C(/dev/kvm) can be opened read-write by the module and libvirt
     reports domain capabilities for the C(kvm) virt type on the host's architecture. C(qemu) (TCG)
     counts as usable when the QEMU emulator for the architecture is installed.
@@ -131,22 +110,57 @@ host_facts:
       sample: 20110
     storage:
       description:
-        - Capacity of the image cache and instance directories, in GiB (2 decimals).
-        - RV(host_facts.storage.total_gb) and RV(host_facts.storage.free_gb) are those of the
-          instances filesystem; RV(host_facts.storage.images) and
-          RV(host_facts.storage.instances) give each directory's own filesystem.
+        - Capacity of the image cache and instance directories, in GiB with 2 decimals.
         - Free space is what an unprivileged user may still use.
       type: dict
-      sample:
-        images_dir: /var/lib/libvirt/kvmfleet/images
-        instances_dir: /var/lib/libvirt/kvmfleet/instances
-        total_gb: 97.87
-        free_gb: 51.2
-        same_filesystem: true
-        images: {path: /var/lib/libvirt/kvmfleet/images, measured_path: /var/lib/libvirt/kvmfleet/images,
-                 exists: true, total_gb: 97.87, free_gb: 51.2}
-        instances: {path: /var/lib/libvirt/kvmfleet/instances, measured_path: /var/lib/libvirt,
-                    exists: false, total_gb: 97.87, free_gb: 51.2}
+      contains:
+        images_dir:
+          description: The image cache directory.
+          type: str
+          sample: /var/lib/libvirt/kvmfleet/images
+        instances_dir:
+          description: The instances directory.
+          type: str
+          sample: /var/lib/libvirt/kvmfleet/instances
+        total_gb:
+          description: Size of the filesystem of the instances directory.
+          type: float
+          sample: 97.87
+        free_gb:
+          description: Free space on the filesystem of the instances directory.
+          type: float
+          sample: 51.2
+        same_filesystem:
+          description: Whether both directories are on one filesystem.
+          type: bool
+          sample: true
+        images:
+          description: The filesystem of the image cache directory.
+          type: dict
+          sample: {path: /var/lib/libvirt/kvmfleet/images, measured_path: /var/lib/libvirt/kvmfleet/images,
+                   exists: true, total_gb: 97.87, free_gb: 51.2}
+        instances:
+          description:
+            - The filesystem of the instances directory.
+            - RV(host_facts.storage.instances.measured_path) is the nearest existing directory, which
+              was measured; RV(host_facts.storage.instances.exists) tells whether that is the directory itself.
+          type: dict
+          contains:
+            path:
+              description: The directory.
+              type: str
+            measured_path:
+              description: The directory measured (itself or its nearest existing parent).
+              type: str
+            exists:
+              description: Whether the directory exists.
+              type: bool
+            total_gb:
+              description: Size of its filesystem.
+              type: float
+            free_gb:
+              description: Free space on its filesystem.
+              type: float
     hypervisor_type:
       description: libvirt driver name.
       type: str

@@ -15,6 +15,8 @@ description:
   - The image comes either from O(src), a file on the Ansible controller, or from O(remote_src), a
     file already on the host. With O(src) the controller file is transferred only when the host has
     no cached copy with the expected O(sha256).
+  - With neither O(src) nor O(remote_src), the module only verifies that the cache holds the image
+    with checksum O(sha256), and fails when it does not.
   - Every image is checked before it enters the cache. Its SHA-256 checksum must equal O(sha256),
     and C(qemu-img info) is run with the declared O(format) (never probing it). Images that have a
     backing file or an external data file, that are encrypted, or that are corrupt are refused.
@@ -23,7 +25,7 @@ description:
   - A cached image that a libvirt domain on the host uses (as a disk or in a disk's backing chain)
     is never replaced or removed; the module fails and names the domains.
 author:
-  - kvmfleet developers
+  - kvmfleet developers (@kvmfleet)
 options:
   name:
     description:
@@ -72,29 +74,23 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  uri:
-    description:
-      - libvirt connection URI, used to find the domains that use a cached image before it is
-        replaced or removed.
-    type: str
-    default: qemu:///system
+extends_documentation_fragment:
+  - kvmfleet.compute.attributes
+  - kvmfleet.compute.libvirt
 attributes:
   check_mode:
     support: full
-    description: Can run in check mode and return changed status prediction without modifying target.
   diff_mode:
     support: full
-    description: Returns details on what has changed (or possibly needs changing in check_mode), when in diff mode.
   idempotent:
     support: full
-    description: When run twice in a row with the same arguments, the second run reports no change.
   action:
     support: full
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    description: Has an action plugin; with O(src) the controller transfers the file only when the host needs it.
 notes:
   - A cached image is re-hashed on every run, which reads the whole file.
-  - The module needs C(qemu-img) (Debian package C(qemu-utils)) on the host, and the libvirt Python
-    bindings when a cached image is replaced or removed.
+  - The module needs C(qemu-img) (Debian package C(qemu-utils)) on the host. The libvirt connection
+    (O(uri)) is used only to find the domains that use a cached image before it is replaced or removed.
 seealso:
   - module: kvmfleet.compute.domain
   - module: kvmfleet.compute.host_facts
@@ -200,8 +196,6 @@ class ImageParameters:
     images_dir: str
     state: str
     uri: str
-    probe: bool
-    source_label: str | None
 
     @classmethod
     def from_module(cls, module):
@@ -216,8 +210,6 @@ class ImageParameters:
             images_dir=validate_abs_path(p["images_dir"], "images_dir"),
             state=p["state"],
             uri=p["uri"],
-            probe=p["_probe"],
-            source_label=p["_source_label"],
         )
 
     @property
@@ -258,29 +250,26 @@ class ImageManager:
         if self.before.get("sha256") == p.sha256:
             self.set_image(self.inspect(p.path))
             return
-        if p.probe:
-            # The action plugin only asks whether a transfer is needed.
-            self.results["probe"] = {"cached": False, "before": self.before}
-            self.set_image({"sha256": p.sha256, "format": p.format}, state="absent")
-            return
         if p.src is not None:
             raise ImageError("src is a path on the Ansible controller and is handled by the "
                              "kvmfleet.compute.image action plugin; on the host use remote_src")
         if p.remote_src is None:
+            # Also the action plugin's question "must src be transferred?": cached=False says yes.
             if self.before["state"] == "absent":
                 raise ImageError("image %s is not in the cache %s and neither src nor remote_src is given"
-                                 % (p.name, p.images_dir), path=p.path)
+                                 % (p.name, p.images_dir), path=p.path, cached=False, before=self.before)
             raise ImageError("cached image %s has sha256 %s, not %s, and neither src nor remote_src is given"
-                             % (p.path, self.before["sha256"], p.sha256), path=p.path,
-                             actual_sha256=self.before["sha256"])
+                             % (p.path, self.before["sha256"], p.sha256), path=p.path, cached=False,
+                             before=self.before)
         if not os.path.isfile(p.remote_src):
             raise ImageError("remote_src %s does not exist or is not a regular file" % p.remote_src,
                              path=p.remote_src)
-        if self.before["state"] == "present":
-            self.refuse_if_in_use("replace")
         if self.module.check_mode:
             self.verify_checksum(p.remote_src, _image.sha256_file(p.remote_src))
-            self.set_image(self.inspect(p.remote_src))
+            facts = self.inspect(p.remote_src)
+            if self.before["state"] == "present":
+                self.refuse_if_in_use("replace")
+            self.set_image(facts)
             return
         self.set_image(self.copy_into_cache())
         self.results["transferred"] = True
@@ -289,12 +278,14 @@ class ImageManager:
         p = self.params
         if not os.path.isdir(p.images_dir):
             os.makedirs(p.images_dir, mode=0o755, exist_ok=True)
-        label = p.source_label or p.remote_src
+        label = p.remote_src
         copy = _image.VerifiedCopy(p.remote_src, p.path)
         try:
             copy.write()
             self.verify_checksum(label, copy.sha256)
             facts = self.inspect(copy.tmp, label=label)
+            if self.before["state"] == "present":
+                self.refuse_if_in_use("replace")
             copy.commit()
         finally:
             copy.discard()
@@ -387,9 +378,6 @@ def main():
             images_dir=dict(type="path", default=_image.DEFAULT_IMAGES_DIR),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             uri=dict(type="str", default=DEFAULT_URI),
-            # Set by the action plugin: only report whether a transfer is needed / name of src in messages.
-            _probe=dict(type="bool", default=False),
-            _source_label=dict(type="str"),
         ),
         mutually_exclusive=[("src", "remote_src")],
         required_if=[("state", "present", ("sha256",))],
