@@ -154,4 +154,6 @@ def state_reached(observed, target):
         return observed != "absent"
     if target == "stopped":
         return observed == "shutoff"
+    if target == "running":
+        return observed in ("running", "blocked")  # blocked on a resource is still running
     return observed == target

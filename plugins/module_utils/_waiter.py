@@ -16,7 +16,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._libvirt import d
 PREDICATES = {
     "absent": lambda state: state == "absent",
     "present": lambda state: state != "absent",
-    "running": lambda state: state == "running",
+    "running": lambda state: state in ("running", "blocked"),  # blocked on a resource is still running
     "paused": lambda state: state == "paused",
     "shutoff": lambda state: state == "shutoff",
     "stopped": lambda state: state == "shutoff",
