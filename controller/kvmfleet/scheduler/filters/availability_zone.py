@@ -1,0 +1,16 @@
+"""AvailabilityZoneFilter: the host is in the availability zone the request names, if it names one."""
+
+from __future__ import annotations
+
+from kvmfleet.scheduler.filters import HostFilter
+
+
+class AvailabilityZoneFilter(HostFilter):
+    def host_passes(self, host, spec):
+        return spec.availability_zone is None or host.az == spec.availability_zone
+
+    def filter_all(self, hosts, spec):
+        az = spec.availability_zone
+        if az is None:
+            return hosts
+        return [h for h in hosts if h.az == az]

@@ -1,0 +1,280 @@
+"""The filter-and-weigher scheduler (Nova's FilterScheduler), in process, over cached host states.
+
+For each instance: drop ``ignore_hosts`` / keep only ``force_hosts``, run the enabled filters in
+order (stopping when none is left), weigh the survivors, take the best host (or a random one of
+the best ``host_subset_size``) plus alternates for retries, and consume the chosen host in memory
+so the next instance of a multi-create, and the next request, see it used.
+
+``explain`` runs the same pipeline without consuming and reports, for every rejected host, the
+filter that rejected it, and for every passing host its weight and each weigher's share.
+
+Speed: filters and weighers work on the whole candidate list at once (``filter_all``/``weigh_all``),
+so per-request constants are computed once. Ordering by the sum of normalised weights only needs
+each weigher's scale (multiplier / (max - min)); the sum is built relative to the first weigher's
+scale and the exact per-weigher weights are computed for the selected hosts alone. All of it is O(n)
+in the number of hosts.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kvmfleet.scheduler.config import SchedulerConfig
+from kvmfleet.scheduler.exceptions import NoValidHost
+from kvmfleet.scheduler.filters import HostFilter
+from kvmfleet.scheduler.host_state import HostState
+from kvmfleet.scheduler.plugins import load_filters, load_weighers
+from kvmfleet.scheduler.request_spec import RequestSpec
+from kvmfleet.scheduler.weighers import HostWeigher
+
+LOG = logging.getLogger(__name__)
+
+# Pseudo-filter names used in counts and explanations for the request's host lists.
+IGNORE_HOSTS = "ignore_hosts"
+FORCE_HOSTS = "force_hosts"
+
+
+@dataclass(slots=True)
+class WeighedHost:
+    host: HostState
+    weight: float
+    weights: dict[str, float]  # weigher name -> multiplier * normalised value
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host.name, "weight": self.weight, "weights": dict(self.weights)}
+
+
+@dataclass(slots=True)
+class Selection:
+    """One placed instance: the chosen host, its weight breakdown, and alternates for a retry."""
+
+    host: HostState
+    weight: float
+    weights: dict[str, float]
+    alternates: list[WeighedHost] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host.name, "weight": self.weight, "weights": dict(self.weights),
+                "alternates": [a.to_dict() for a in self.alternates]}
+
+
+@dataclass
+class Explanation:
+    """Why hosts were rejected or ranked. ``message`` is the NoValidHost text when none passed."""
+
+    request: str
+    counts: list[tuple[str, int, int]]
+    rejected: dict[str, str]
+    weighed: list[WeighedHost]
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request": self.request,
+            "filters": [{"filter": f, "before": b, "after": a} for f, b, a in self.counts],
+            "rejected": dict(self.rejected),
+            "weighed": [w.to_dict() for w in self.weighed],
+            "message": self.message,
+        }
+
+
+def _drop_ignored(hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+    ignore = spec.ignore_hosts
+    return [h for h in hosts if h.name not in ignore]
+
+
+def _keep_forced(hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+    force = spec.force_hosts
+    return [h for h in hosts if h.name in force]
+
+
+def format_counts(counts: Sequence[tuple[str, int, int]]) -> str:
+    return ", ".join("%s %d->%d" % c for c in counts)
+
+
+class Scheduler:
+    """Filters and weighers from config (entry points), or given directly (tests)."""
+
+    def __init__(self, config: SchedulerConfig | None = None, *,
+                 filters: list[HostFilter] | None = None, weighers: list[HostWeigher] | None = None):
+        self.config = config or SchedulerConfig()
+        self.filters = load_filters(self.config) if filters is None else list(filters)
+        self.weighers = load_weighers(self.config) if weighers is None else list(weighers)
+        self._rng = random.Random(self.config.seed)
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def select_destinations(self, spec: RequestSpec, hosts: Sequence[HostState], num: int | None = None,
+                            alternates: int | None = None) -> list[Selection]:
+        """Place ``num`` instances (default ``spec.num_instances``), consuming each chosen host.
+
+        Raises NoValidHost when an instance cannot be placed; instances of the same call already
+        placed are then given back (host usage and server group members), so nothing is half-made.
+        """
+        num = spec.num_instances if num is None else num
+        alternates = self.config.alternates if alternates is None else alternates
+        group = spec.server_group
+        selections: list[Selection] = []
+        try:
+            for index in range(num):
+                counts: list[tuple[str, int, int]] = []
+                candidates = self._filter(spec, hosts, counts, None)
+                if not candidates:
+                    raise self._no_valid_host(spec, counts, index, num)
+                selection = self._select(spec, candidates, alternates)
+                selection.host.consume(spec)
+                if group is not None:
+                    group.add_member(selection.host.name)
+                selections.append(selection)
+        except NoValidHost:
+            for selection in selections:
+                selection.host.release(spec)
+                if group is not None:
+                    group.remove_member(selection.host.name)
+            raise
+        return selections
+
+    def explain(self, spec: RequestSpec, hosts: Sequence[HostState]) -> Explanation:
+        """The pipeline's reasoning for one instance of ``spec``, consuming nothing."""
+        counts: list[tuple[str, int, int]] = []
+        rejected: dict[str, str] = {}
+        candidates = self._filter(spec, hosts, counts, rejected)
+        if not candidates:
+            message = self._no_valid_host(spec, counts, 0, 1, log=False).msg
+            return Explanation(spec.describe(), counts, rejected, [], message)
+        terms = self._weigh(candidates, spec)
+        key, maximise = self._ranking_key(terms)
+        order = list(range(len(candidates)))
+        if key is not None:
+            # stable sort: ties keep host order, as Nova's sorted(..., reverse=True) does
+            order.sort(key=key.__getitem__, reverse=maximise)
+        weighed = [self._weighed(candidates, terms, i) for i in order]
+        return Explanation(spec.describe(), counts, rejected, weighed)
+
+    # -- pipeline -------------------------------------------------------------------------------
+
+    def _filter(self, spec: RequestSpec, hosts: Sequence[HostState], counts: list[tuple[str, int, int]],
+                rejected: dict[str, str] | None) -> list[HostState]:
+        current = hosts if isinstance(hosts, list) else list(hosts)
+        if not current:
+            return current
+        if spec.ignore_hosts:
+            current = self._stage(IGNORE_HOSTS, _drop_ignored, current, spec, counts, rejected)
+        if current and spec.force_hosts is not None:
+            current = self._stage(FORCE_HOSTS, _keep_forced, current, spec, counts, rejected)
+        for host_filter in self.filters:
+            if not current:
+                break
+            current = self._stage(host_filter.name, host_filter.filter_all, current, spec, counts, rejected)
+        return current
+
+    @staticmethod
+    def _stage(name, filter_all, current, spec, counts, rejected):
+        before = len(current)
+        after = filter_all(current, spec)
+        counts.append((name, before, len(after)))
+        if rejected is not None and len(after) != before:
+            kept = {id(h) for h in after}
+            for h in current:
+                if id(h) not in kept:
+                    rejected[h.name] = name
+        return after
+
+    def _weigh(self, hosts: list[HostState], spec: RequestSpec) -> list[tuple[HostWeigher, float, float, list]]:
+        """(weigher, scale, minval, raw values) for every weigher that tells the hosts apart.
+
+        A host's weight is the sum over these of ``scale * (raw - minval)``, i.e. multiplier times
+        Nova's normalised value; weighers whose values are all equal add 0 and are left out.
+        """
+        terms = []
+        for weigher in self.weighers:
+            multiplier = weigher.multiplier
+            if multiplier == 0.0:
+                continue
+            raw = weigher.weigh_all(hosts, spec)
+            if raw is None:
+                continue
+            lo = min(raw) if weigher.minval is None else weigher.minval
+            hi = max(raw) if weigher.maxval is None else weigher.maxval
+            if lo == hi:
+                continue
+            terms.append((weigher, multiplier / (hi - lo), lo, raw))
+        return terms
+
+    @staticmethod
+    def _ranking_key(terms) -> tuple[list[float] | None, bool]:
+        """A list whose order (max first if the flag is True) is the order of total weights."""
+        if not terms:
+            return None, True
+        _w, scale0, _lo, key = terms[0]
+        if len(terms) == 2:
+            r1 = terms[1][1] / scale0
+            key = [a + r1 * b for a, b in zip(key, terms[1][3])]
+        elif len(terms) == 3:
+            r1, r2 = terms[1][1] / scale0, terms[2][1] / scale0
+            key = [a + r1 * b + r2 * c for a, b, c in zip(key, terms[1][3], terms[2][3])]
+        else:
+            for _w, scale, _lo, raw in terms[1:]:
+                r = scale / scale0
+                key = [a + r * b for a, b in zip(key, raw)]
+        return key, scale0 > 0
+
+    @staticmethod
+    def _top(key: list[float] | None, maximise: bool, n: int, k: int) -> list[int]:
+        """Indices of the ``k`` best hosts, best first; ties go to the earlier host."""
+        if key is None:
+            return list(range(min(k, n)))
+        if k == 1:
+            return [key.index(max(key) if maximise else min(key))]
+        values = heapq.nlargest(k, key) if maximise else heapq.nsmallest(k, key)
+        out: list[int] = []
+        taken: set[int] = set()
+        for v in values:
+            i = key.index(v)
+            while i in taken:
+                i = key.index(v, i + 1)
+            taken.add(i)
+            out.append(i)
+        return out
+
+    def _weighed(self, hosts: list[HostState], terms, i: int) -> WeighedHost:
+        weights = {w.name: scale * (raw[i] - lo) for w, scale, lo, raw in terms}
+        return WeighedHost(hosts[i], sum(weights.values(), 0.0), weights)
+
+    def _select(self, spec: RequestSpec, candidates: list[HostState], alternates: int) -> Selection:
+        terms = self._weigh(candidates, spec)
+        key, maximise = self._ranking_key(terms)
+        subset = min(self.config.host_subset_size, len(candidates))
+        top = self._top(key, maximise, len(candidates), max(subset, 1 + alternates))
+        chosen = top[self._rng.randrange(subset)] if subset > 1 else top[0]
+        best = self._weighed(candidates, terms, chosen)
+        others = [self._weighed(candidates, terms, i) for i in top if i != chosen][:alternates]
+        return Selection(best.host, best.weight, best.weights, others)
+
+    def _no_valid_host(self, spec: RequestSpec, counts, index: int, num: int, log: bool = True) -> NoValidHost:
+        which = "instance %d of %d" % (index + 1, num) if num > 1 else "the request"
+        if spec.request_id:
+            which += " %s" % spec.request_id
+        if not counts:
+            msg = "No valid host was found for %s (%s): there are no compute hosts." % (which, spec.describe())
+            filter_name = None
+        else:
+            filter_name, before, _after = counts[-1]
+            msg = ("No valid host was found for %s (%s): %s removed the last %d host(s). Filter results: %s."
+                   % (which, spec.describe(), filter_name, before, format_counts(counts)))
+        if log:
+            LOG.warning("%s", msg)
+        return NoValidHost(msg, filter_name=filter_name, counts=counts)
