@@ -16,6 +16,13 @@ def _register() -> None:
     from kvmfleet.cli import host
 
     app.add_typer(host.app, name="host", help="Compute hosts.")
+    from kvmfleet.cli import db, flavor, project, quota, server_group
+
+    app.add_typer(db.app, name="db", help="The store's schema.")
+    app.add_typer(project.app, name="project", help="Projects (tenants).")
+    app.add_typer(flavor.app, name="flavor", help="Flavors (instance sizes).")
+    app.add_typer(quota.app, name="quota", help="Quota limits and usage per project.")
+    app.add_typer(server_group.app, name="server-group", help="Server groups (affinity policies).")
 
 
 def main() -> None:
