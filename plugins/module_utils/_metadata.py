@@ -60,23 +60,24 @@ def normalise_metadata(meta):
     return out
 
 
-def build_metadata_element(meta):
+def build_metadata_element(meta, namespaced=True):
     """The <kvmfleet:instance> element for ``meta`` (a flat dict; values scalars or lists of scalars)."""
-    root = ET.Element(_ROOT)
+    q = _q if namespaced else (lambda tag: tag)
+    root = ET.Element(q(ROOT_TAG))
     for key, value in normalise_metadata(meta).items():
-        child = ET.SubElement(root, _q(key))
+        child = ET.SubElement(root, q(key))
         if isinstance(value, list):
             child.set("type", "list")
             for item in value:
-                ET.SubElement(child, _q("item")).text = item
+                ET.SubElement(child, q("item")).text = item
         else:
             child.text = value
     return root
 
 
 def metadata_xml(meta):
-    """The metadata element as a string, e.g. for virDomainSetMetadata."""
-    return ET.tostring(build_metadata_element(meta), encoding="unicode")
+    """The metadata as virDomainSetMetadata wants it: without namespace (libvirt adds PREFIX/NAMESPACE)."""
+    return ET.tostring(build_metadata_element(meta, namespaced=False), encoding="unicode")
 
 
 def element_to_metadata(elem):

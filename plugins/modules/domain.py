@@ -338,11 +338,25 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._waiter import wa
 XML_INACTIVE = 2
 START_PAUSED = 1
 SAVE_RUNNING = 2
-UNDEFINE_FLAGS = 1 | 2 | 4  # MANAGED_SAVE | SNAPSHOTS_METADATA | NVRAM
+UNDEFINE_NVRAM = 4
+UNDEFINE_FLAGS = 1 | 2 | UNDEFINE_NVRAM  # MANAGED_SAVE | SNAPSHOTS_METADATA | NVRAM
 META_ELEMENT = 2
 AFFECT_LIVE = 1
 AFFECT_CONFIG = 2
 ERR_NO_SUPPORT = 3  # a driver without managedSaveGetXMLDesc (the test driver)
+ERR_INVALID_ARG = 8  # a driver without a flag, e.g. START_PAUSED
+
+
+def _undefine(dom, name):
+    """Undefine with its managed save, snapshot metadata and NVRAM (without NVRAM where a driver lacks it)."""
+    try:
+        with libvirt_errors("undefine domain %s" % name):
+            dom.undefineFlags(UNDEFINE_FLAGS)
+    except KvmfleetError as exc:
+        if exc.details.get("libvirt_error_code") != ERR_INVALID_ARG:
+            raise
+        with libvirt_errors("undefine domain %s" % name):
+            dom.undefineFlags(UNDEFINE_FLAGS & ~UNDEFINE_NVRAM)
 
 
 class DomainParams:
@@ -591,7 +605,7 @@ class DomainManager:
                     with libvirt_errors("clean up domain %s" % self.p.name):
                         if dom.isActive():
                             dom.destroy()
-                        dom.undefineFlags(UNDEFINE_FLAGS)
+                        _undefine(dom, self.p.name)
                 except KvmfleetError as exc:
                     self.warnings.append("cleanup left domain %s defined: %s" % (self.p.name, exc))
         for path in self._created_files:
@@ -710,7 +724,14 @@ class DomainManager:
         self._call("start", dom.create)
 
     def _do_start_paused(self, dom):
-        self._call("start", dom.createWithFlags, START_PAUSED)
+        try:
+            self._call("start", dom.createWithFlags, START_PAUSED)
+        except KvmfleetError as exc:
+            if exc.details.get("libvirt_error_code") not in (ERR_NO_SUPPORT, ERR_INVALID_ARG):
+                raise
+            # a driver without START_PAUSED: start, then pause at once
+            self._do_start(dom)
+            self._do_pause(dom)
 
     def _do_resume(self, dom):
         self._call("resume", dom.resume)
@@ -734,7 +755,7 @@ class DomainManager:
         wait_for(self.conn, self.p.name, "shutoff", self.p.stop_timeout)
 
     def _do_undefine(self, dom):
-        self._call("undefine", dom.undefineFlags, UNDEFINE_FLAGS)
+        _undefine(dom, self.p.name)
 
     def _do_shutdown(self, dom):
         self._call("shut down", dom.shutdown)

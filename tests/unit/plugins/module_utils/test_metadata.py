@@ -46,8 +46,24 @@ def test_domain_without_our_metadata_is_not_ours():
 
 
 def test_standalone_element_declares_the_namespace_with_our_prefix():
-    text = metadata_xml({"name": "web1"})
+    text = ET.tostring(build_metadata_element({"name": "web1"}), encoding="unicode")
     assert text.startswith("<kvmfleet:instance xmlns:kvmfleet=\"%s\"" % NAMESPACE)
+
+
+def test_set_metadata_through_libvirt_round_trips():
+    libvirt = pytest.importorskip("libvirt")
+    conn = libvirt.open("test:///default")
+    try:
+        dom = conn.defineXML("<domain type='qemu'><name>kf-unit-setmeta</name><memory>65536</memory>"
+                             "<os><type>hvm</type></os></domain>")
+        try:
+            assert metadata_xml({"a": "1"}) == "<instance><a>1</a></instance>"
+            dom.setMetadata(2, metadata_xml({"name": "w", "disks": ["/d"]}), PREFIX, NAMESPACE, 2)
+            assert parse_metadata(dom.XMLDesc(2)) == {"name": "w", "disks": ["/d"]}
+        finally:
+            dom.undefine()
+    finally:
+        conn.close()
 
 
 def test_round_trip_through_libvirt():
