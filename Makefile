@@ -56,7 +56,8 @@ image: venv
 
 demo: collection image
 	$(KVMFLEET) lab up --name $(DEMO_LAB) --hosts 3
-	$(KVMFLEET) demo --lab $(DEMO_LAB)
+	$(VENV)/bin/ansible-playbook -i /var/lib/kvmfleet-lab/$(DEMO_LAB)/hosts.yml playbooks/instance.yml \
+	  -e image_src=$(REPO)/.cache/images/tiny/kvmfleet-tiny.qcow2 | grep -E 'kvmfleet-guest: ready|failed=|FAILED|fatal' 
 
 demo-down: venv
 	$(KVMFLEET) lab down --name $(DEMO_LAB)

@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -448,6 +449,15 @@ def write_inventory(lab: Lab, extra_path: Path | None = None) -> Path:
     return lab.inventory
 
 
+def _ansible_playbook() -> str:
+    # The venv's ansible-playbook even when the venv is not on PATH.
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    found = str(beside) if beside.exists() else shutil.which("ansible-playbook")
+    if not found:
+        raise LabError("ansible-playbook not found: run `make venv`")
+    return found
+
+
 def _prepare_hosts(lab: Lab, repo_root: Path, log) -> None:
     playbook = repo_root / "playbooks" / "host_prepare.yml"
     if not playbook.exists():
@@ -456,7 +466,7 @@ def _prepare_hosts(lab: Lab, repo_root: Path, log) -> None:
     env.setdefault("ANSIBLE_CONFIG", str(repo_root / "ansible.cfg"))
     env["ANSIBLE_COLLECTIONS_PATH"] = str(repo_root / "build" / "collections")
     proc = subprocess.run(
-        ["ansible-playbook", "-i", str(lab.inventory), str(playbook)],
+        [_ansible_playbook(), "-i", str(lab.inventory), str(playbook)],
         capture_output=True, text=True, env=env, cwd=str(repo_root), timeout=900,
     )
     (lab.root / "host_prepare.log").write_text(proc.stdout + proc.stderr)
