@@ -23,8 +23,7 @@ def available(group: str) -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=group)}
 
 
-def _load_classes(group: str, names: list[str], base: type, kind: str) -> list[type]:
-    eps = available(group)
+def _load_classes(eps: dict[str, EntryPoint], names: list[str], base: type, kind: str) -> list[type]:
     unknown = [n for n in names if n not in eps]
     if unknown:
         raise UnknownPlugin(
@@ -47,7 +46,7 @@ def _load_classes(group: str, names: list[str], base: type, kind: str) -> list[t
 
 def load_filters(config: SchedulerConfig) -> list[HostFilter]:
     """Instances of the enabled filters, in config order."""
-    return [cls(config) for cls in _load_classes(FILTER_GROUP, config.enabled_filters, HostFilter, "filter")]
+    return [cls(config) for cls in _load_classes(available(FILTER_GROUP), config.enabled_filters, HostFilter, "filter")]
 
 
 def load_weighers(config: SchedulerConfig) -> list[HostWeigher]:
@@ -57,5 +56,5 @@ def load_weighers(config: SchedulerConfig) -> list[HostWeigher]:
     if unknown:
         raise UnknownPlugin("scheduler multipliers name unknown weigher %s; available weighers: %s"
                             % (", ".join(unknown), ", ".join(sorted(known))), unknown=unknown, available=sorted(known))
-    classes = _load_classes(WEIGHER_GROUP, config.weighers, HostWeigher, "weigher")
+    classes = _load_classes(known, config.weighers, HostWeigher, "weigher")
     return [cls(config, config.multipliers.get(cls.name)) for cls in classes]

@@ -1,0 +1,60 @@
+"""A small generated workload through `kvmfleet bench scheduler`, checked by the shared verify.py.
+
+The workload generator and checker live in the shared benchmark directory ($KVMFLEET_SCHEDBENCH_DIR,
+default /work/shared/bench); the test is skipped when they are not there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(os.environ.get("KVMFLEET_SCHEDBENCH_DIR", "/work/shared/bench"))
+
+pytestmark = pytest.mark.skipif(not (BENCH / "gen_workload.py").exists() or not (BENCH / "verify.py").exists(),
+                                reason="scheduler benchmark tools not found in %s" % BENCH)
+
+
+def run(*args):
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("hosts, requests, seed", [(300, 800, 3), (40, 1200, 5)])
+def test_generated_workload_passes_verify(tmp_path, hosts, requests, seed):
+    workload, result, report = tmp_path / "w.json", tmp_path / "r.json", tmp_path / "report.json"
+    gen = run(sys.executable, BENCH / "gen_workload.py", "--hosts", hosts, "--requests", requests,
+              "--seed", seed, "--out", workload)
+    assert gen.returncode == 0, gen.stderr
+
+    bench = run(sys.executable, "-m", "kvmfleet", "bench", "scheduler", "--workload", workload, "--out", result,
+                "--json")
+    assert bench.returncode == 0, bench.stderr
+    summary = json.loads(bench.stdout)
+    assert summary["hosts"] == hosts and summary["requests"] == requests
+    data = json.loads(result.read_text())
+    assert [p["id"] for p in data["placements"]] == ["r%06d" % i for i in range(requests)]
+    assert all(p["seconds"] > 0 for p in data["placements"])
+    assert summary["placed"] + summary["failed"] == requests
+    assert 0 < summary["p50_ms"] <= summary["p90_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+
+    check = run(sys.executable, BENCH / "verify.py", "--workload", workload, "--result", result, "--json", report)
+    assert check.returncode == 0, check.stdout + check.stderr
+    rep = json.loads(report.read_text())
+    assert rep["ok"] and rep["violations"] == {}
+    assert rep["failed_but_feasible"] == 0, rep["failed_but_feasible_examples"]
+    assert rep["placed"] == summary["placed"]
+
+
+def test_bad_workload_is_a_clear_error(tmp_path):
+    workload = tmp_path / "w.json"
+    workload.write_text(json.dumps({"schema_version": 9, "hosts": [], "requests": []}))
+    bench = run(sys.executable, "-m", "kvmfleet", "bench", "scheduler", "--workload", workload,
+                "--out", tmp_path / "r.json")
+    assert bench.returncode == 1
+    assert "workload schema_version 9 is not supported" in bench.stderr
+    assert not (tmp_path / "r.json").exists()

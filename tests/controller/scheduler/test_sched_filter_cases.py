@@ -1,0 +1,37 @@
+"""Every filter case file: the batch form, the one-host form and explain agree with the expected hosts."""
+
+from __future__ import annotations
+
+import pytest
+from sched_cases import build_hosts, build_spec, case_files, load_case
+
+from kvmfleet.scheduler import Scheduler, SchedulerConfig
+from kvmfleet.scheduler.plugins import FILTER_GROUP, available
+
+FILES = case_files("filters")
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_filter_case(path):
+    case = load_case(path)
+    config = SchedulerConfig.from_dict({**(case.get("config") or {}), "enabled_filters": [case["filter"]],
+                                        "weighers": []})
+    scheduler = Scheduler(config)
+    (host_filter,) = scheduler.filters
+    hosts = build_hosts(case)
+    spec = build_spec(case)
+
+    assert [h.name for h in host_filter.filter_all(hosts, spec)] == case["passes"], case["description"]
+    assert [h.name for h in hosts if host_filter.host_passes(h, spec)] == case["passes"], case["description"]
+
+    explanation = scheduler.explain(spec, hosts)
+    expected_rejected = {h.name: case["filter"] for h in hosts if h.name not in case["passes"]}
+    assert explanation.rejected == expected_rejected
+    assert [w.name for w in explanation.weighed] == case["passes"]
+    assert explanation.counts == [(case["filter"], len(hosts), len(case["passes"]))]
+
+
+def test_every_filter_has_cases():
+    covered = {load_case(p)["filter"] for p in FILES}
+    assert set(available(FILTER_GROUP)) <= covered, "filters without a case file: %s" % (
+        sorted(set(available(FILTER_GROUP)) - covered))
