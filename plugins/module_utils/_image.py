@@ -61,35 +61,35 @@ def parse_qemu_img_info(text, declared_format, path):
     try:
         info = json.loads(text)
     except ValueError as exc:
-        raise ImageError("image %s: qemu-img info printed no JSON (%s)" % (path, exc), path=path) from exc
+        raise ImageError("image %s: qemu-img info printed no JSON (%s)" % (path, exc), image_path=path) from exc
     if not isinstance(info, dict):
         raise ImageError("image %s: qemu-img info printed %s, not an object" % (path, type(info).__name__),
-                         path=path)
+                         image_path=path)
     fmt = info.get("format")
     if fmt != declared_format:
         raise ImageError("image %s: qemu-img reports format %r, expected %r" % (path, fmt, declared_format),
-                         path=path, format=fmt)
+                         image_path=path, format=fmt)
     backing = info.get("backing-filename") or info.get("full-backing-filename")
     if backing:
         raise ImageError("image %s has a backing file (%s); base images must be self-contained: "
                          "flatten it with 'qemu-img convert' first" % (path, backing),
-                         path=path, backing_file=backing)
+                         image_path=path, backing_file=backing)
     specific = info.get("format-specific") or {}
     data = specific.get("data") or {}
     data_file = data.get("data-file")
     if data_file:
         raise ImageError("image %s uses an external data file (%s); base images must be self-contained: "
                          "convert it with 'qemu-img convert' first" % (path, data_file),
-                         path=path, data_file=data_file)
+                         image_path=path, data_file=data_file)
     if data.get("corrupt"):
-        raise ImageError("image %s is marked corrupt in its qcow2 header" % path, path=path)
+        raise ImageError("image %s is marked corrupt in its qcow2 header" % path, image_path=path)
     if info.get("encrypted") or data.get("encrypt"):
         raise ImageError("image %s is encrypted; base images must be readable without a secret" % path,
-                         path=path)
+                         image_path=path)
     virtual_size = info.get("virtual-size")
     if not isinstance(virtual_size, int) or virtual_size <= 0:
         raise ImageError("image %s: qemu-img reports no usable virtual size (%r)" % (path, virtual_size),
-                         path=path)
+                         image_path=path)
     return {
         "format": fmt,
         "virtual_size": virtual_size,
@@ -108,8 +108,8 @@ def parse_qemu_img_check(rc, text, path):
     corruptions = report.get("corruptions", 0) if isinstance(report, dict) else 0
     if rc == 2 or corruptions:
         raise ImageError("image %s is corrupt: qemu-img check found %s corruption(s)" % (path, corruptions or "some"),
-                         path=path, corruptions=corruptions)
-    raise ImageError("image %s could not be checked: qemu-img check exited %d" % (path, rc), path=path, rc=rc)
+                         image_path=path, corruptions=corruptions)
+    raise ImageError("image %s could not be checked: qemu-img check exited %d" % (path, rc), image_path=path, rc=rc)
 
 
 def refuse_disguised_raw(path, declared_format, label=None):
@@ -120,7 +120,7 @@ def refuse_disguised_raw(path, declared_format, label=None):
     if declared_format == "raw" and read_magic(path) == QCOW2_MAGIC:
         label = label or path
         raise ImageError("image %s is declared raw but has a qcow2 header; declare format qcow2 "
-                         "(or convert it) instead" % label, path=label)
+                         "(or convert it) instead" % label, image_path=label)
 
 
 QCOW2_INCOMPAT_CORRUPT = 1 << 1
@@ -168,26 +168,26 @@ def refuse_unsafe_qcow2(path, label=None):
     path = label or path
     if header is None:
         raise ImageError("image %s is not a qcow2 image (no qcow2 header); declare the right format" % path,
-                         path=path)
+                         image_path=path)
     if header["backing_file"]:
         raise ImageError("image %s has a backing file (%s); base images must be self-contained: "
                          "flatten it with 'qemu-img convert' first" % (path, header["backing_file"]),
-                         path=path, backing_file=header["backing_file"])
+                         image_path=path, backing_file=header["backing_file"])
     if header["external_data_file"]:
         raise ImageError("image %s uses an external data file; base images must be self-contained: "
-                         "convert it with 'qemu-img convert' first" % path, path=path)
+                         "convert it with 'qemu-img convert' first" % path, image_path=path)
     if header["corrupt"]:
-        raise ImageError("image %s is marked corrupt in its qcow2 header" % path, path=path)
+        raise ImageError("image %s is marked corrupt in its qcow2 header" % path, image_path=path)
     if header["encrypted"]:
         raise ImageError("image %s is encrypted; base images must be readable without a secret" % path,
-                         path=path)
+                         image_path=path)
 
 
 def backing_chain(path):
     """Absolute paths of the backing files below ``path`` (nearest first), following qcow2 headers."""
     chain = []
     current = path
-    for _ in range(MAX_CHAIN):
+    for _depth in range(MAX_CHAIN):
         backing = qcow2_backing_file(current)
         if not backing or ":" in backing.split("/", 1)[0]:  # none, or a protocol like nbd:
             break
@@ -201,27 +201,29 @@ def backing_chain(path):
     return chain
 
 
-def domain_disk_files(domain_xml):
-    """Every file named by a disk of the domain: sources and <backingStore> sources."""
+def domain_disks(domain_xml):
+    """[(source file, [files of its <backingStore> chain])] for the file-backed disks of a domain."""
     root = ET.fromstring(domain_xml) if isinstance(domain_xml, str) else domain_xml
-    files = []
+    disks = []
     for disk in root.findall("./devices/disk"):
-        for source in disk.iter("source"):
-            path = source.get("file")
-            if path:
-                files.append(path)
-    return files
+        source = disk.find("source")
+        if source is None or not source.get("file"):
+            continue
+        chain = [s.get("file") for s in disk.findall(".//backingStore/source") if s.get("file")]
+        disks.append((source.get("file"), chain))
+    return disks
 
 
 def files_using(domain_xml, image_path):
-    """The disk files of the domain that are ``image_path`` or have it in their backing chain."""
+    """The disk files of the domain that are ``image_path`` or have it in their backing chain.
+
+    The chain comes from the qcow2 headers and, for running domains, from libvirt's <backingStore>.
+    """
     target = os.path.realpath(image_path)
     users = []
-    for disk in domain_disk_files(domain_xml):
-        if os.path.realpath(disk) == target:
-            users.append(disk)
-            continue
-        if any(os.path.realpath(b) == target for b in backing_chain(disk)):
+    for disk, listed_chain in domain_disks(domain_xml):
+        candidates = [disk] + listed_chain + backing_chain(disk)
+        if any(os.path.realpath(path) == target for path in candidates):
             users.append(disk)
     return users
 

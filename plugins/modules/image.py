@@ -231,7 +231,7 @@ class ImageManager:
         path = self.params.path
         if os.path.lexists(path):
             if os.path.islink(path) or not os.path.isfile(path):
-                raise ImageError("%s exists but is not a regular file; refusing to touch it" % path, path=path)
+                raise ImageError("%s exists but is not a regular file; refusing to touch it" % path, image_path=path)
             self.before = {"state": "present", "sha256": _image.sha256_file(path)}
         if self.params.state == "present":
             self.present()
@@ -257,13 +257,13 @@ class ImageManager:
             # Also the action plugin's question "must src be transferred?": cached=False says yes.
             if self.before["state"] == "absent":
                 raise ImageError("image %s is not in the cache %s and neither src nor remote_src is given"
-                                 % (p.name, p.images_dir), path=p.path, cached=False, before=self.before)
+                                 % (p.name, p.images_dir), image_path=p.path, cached=False, before=self.before)
             raise ImageError("cached image %s has sha256 %s, not %s, and neither src nor remote_src is given"
-                             % (p.path, self.before["sha256"], p.sha256), path=p.path, cached=False,
+                             % (p.path, self.before["sha256"], p.sha256), image_path=p.path, cached=False,
                              before=self.before)
         if not os.path.isfile(p.remote_src):
             raise ImageError("remote_src %s does not exist or is not a regular file" % p.remote_src,
-                             path=p.remote_src)
+                             image_path=p.remote_src)
         if self.module.check_mode:
             self.verify_checksum(p.remote_src, _image.sha256_file(p.remote_src))
             facts = self.inspect(p.remote_src)
@@ -294,7 +294,7 @@ class ImageManager:
     def verify_checksum(self, path, actual):
         if actual != self.params.sha256:
             raise ImageError("checksum mismatch: %s has sha256 %s, expected %s" % (path, actual, self.params.sha256),
-                             path=path, actual_sha256=actual, expected_sha256=self.params.sha256)
+                             image_path=path, actual_sha256=actual, expected_sha256=self.params.sha256)
 
     def inspect(self, path, label=None):
         """Facts of a verified image file; raises ImageError for anything unsafe or broken.
@@ -310,7 +310,7 @@ class ImageManager:
             ["qemu-img", "info", "-U", "--output=json", "-f", fmt, path], check_rc=False)
         if rc != 0:
             raise ImageError("image %s cannot be read as %s: %s"
-                             % (label, fmt, (err or out).strip().replace(path, label)), path=label, rc=rc)
+                             % (label, fmt, (err or out).strip().replace(path, label)), image_path=label, rc=rc)
         facts = _image.parse_qemu_img_info(out, fmt, label)
         if fmt == "qcow2":
             rc, out, err = self.module.run_command(
@@ -336,7 +336,7 @@ class ImageManager:
         if p.sha256 is not None and self.before["sha256"] != p.sha256:
             raise ImageError("cached image %s has sha256 %s, not %s; not removing it"
                              % (p.path, self.before["sha256"], p.sha256),
-                             path=p.path, actual_sha256=self.before["sha256"])
+                             image_path=p.path, actual_sha256=self.before["sha256"])
         self.refuse_if_in_use("remove")
         if not self.module.check_mode:
             os.unlink(p.path)
@@ -347,7 +347,7 @@ class ImageManager:
         if users:
             raise ImageError("cannot %s image %s: it is used by domain(s) %s"
                              % (doing, self.params.path, ", ".join(sorted(users))),
-                             path=self.params.path, domains=users)
+                             image_path=self.params.path, domains=users)
 
     def domains_using(self, path):
         """{domain name: [disk files]} of every libvirt domain whose disks use ``path``."""

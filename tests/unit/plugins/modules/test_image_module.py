@@ -129,6 +129,11 @@ def test_backing_chain_and_files_using(images, tmp_path):
     assert _image.files_using(xml, str(images / "good.qcow2")) == [str(top)]
     assert _image.files_using(xml, str(images / "disk.raw")) == [str(images / "disk.raw")]
     assert _image.files_using(xml, str(images / "other.qcow2")) == []
+    # a running domain's live XML lists the chain in <backingStore>; the disk is named once
+    live = ("<domain><devices><disk type='file'><source file='/nonexistent/disk'/>"
+            "<backingStore type='file'><source file='%s'/><backingStore/></backingStore></disk>"
+            "</devices></domain>") % (images / "good.qcow2")
+    assert _image.files_using(live, str(images / "good.qcow2")) == ["/nonexistent/disk"]
 
 
 def test_verified_copy_discard_leaves_nothing(images, tmp_path):
