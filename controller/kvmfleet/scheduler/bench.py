@@ -34,8 +34,8 @@ def percentile(sorted_values: list[float], q: float) -> float:
 def run_workload(workload: Mapping[str, Any], config: SchedulerConfig | None = None) -> dict[str, Any]:
     """Place every request of ``workload``; return the result document (placements + summary)."""
     if workload.get("schema_version") != SCHEMA_VERSION:
-        raise InvalidRequest("workload schema_version %r is not supported (expected %d)"
-                             % (workload.get("schema_version"), SCHEMA_VERSION))
+        raise InvalidRequest(f"workload schema_version {workload.get('schema_version')!r} is not supported "
+                             f"(expected {SCHEMA_VERSION})")
     scheduler = Scheduler(config)
     manager = HostManager.from_rows(workload["hosts"])
     groups = {}
@@ -43,8 +43,7 @@ def run_workload(workload: Mapping[str, Any], config: SchedulerConfig | None = N
         groups[name] = ServerGroup(name, group["policy"])
     for request in workload["requests"]:
         if request.get("group") and request["group"] not in groups:
-            raise InvalidRequest("request %s names server group %s, which the workload does not define"
-                                 % (request["id"], request["group"]))
+            raise InvalidRequest("request {} names server group {}, which the workload does not define".format(request["id"], request["group"]))
 
     hosts = manager.host_states()
     placements = []

@@ -51,20 +51,20 @@ class SchedulerConfig:
         for key in ("enabled_filters", "weighers"):
             value = getattr(self, key)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-                raise InvalidRequest("scheduler %s must be a list of names, got %r" % (key, value))
+                raise InvalidRequest(f"scheduler {key} must be a list of names, got {value!r}")
             if len(set(value)) != len(value):
-                raise InvalidRequest("scheduler %s names a plug-in twice: %r" % (key, value))
+                raise InvalidRequest(f"scheduler {key} names a plug-in twice: {value!r}")
             setattr(self, key, list(value))
         if not isinstance(self.multipliers, Mapping):
-            raise InvalidRequest("scheduler multipliers must map weigher names to numbers, got %r" % (self.multipliers,))
+            raise InvalidRequest(f"scheduler multipliers must map weigher names to numbers, got {self.multipliers!r}")
         for name, value in self.multipliers.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InvalidRequest("scheduler multiplier for %s must be a number, got %r" % (name, value))
+                raise InvalidRequest(f"scheduler multiplier for {name} must be a number, got {value!r}")
         self.multipliers = {k: float(v) for k, v in self.multipliers.items()}
         for key, minimum in (("max_instances_per_host", 1), ("host_subset_size", 1), ("max_attempts", 1)):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise InvalidRequest("scheduler %s must be an integer >= %d, got %r" % (key, minimum, value))
+                raise InvalidRequest(f"scheduler {key} must be an integer >= {minimum}, got {value!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SchedulerConfig:
@@ -73,7 +73,7 @@ class SchedulerConfig:
         known = [f.name for f in fields(cls)]
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise InvalidRequest("scheduler config: unknown key(s) %s (known: %s)" % (", ".join(unknown), ", ".join(known)))
+            raise InvalidRequest("scheduler config: unknown key(s) {} (known: {})".format(", ".join(unknown), ", ".join(known)))
         return cls(**data)
 
     @property

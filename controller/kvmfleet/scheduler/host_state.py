@@ -112,19 +112,19 @@ class HostState:
         generation: int = 0,
     ):
         if not isinstance(name, str) or not name:
-            raise InvalidRequest("host name must be a non-empty string, got %r" % (name,))
+            raise InvalidRequest(f"host name must be a non-empty string, got {name!r}")
         self.name = name
         self.address = address
         self.arch = canonical_arch(arch)
         self.az = az if az is not None else DEFAULT_AVAILABILITY_ZONE
         self.enabled = bool(enabled)
         self.up = bool(up)
-        values = dict(
-            vcpus=vcpus, memory_mb=memory_mb, disk_gb=disk_gb, reserved_vcpus=reserved_vcpus,
-            reserved_memory_mb=reserved_memory_mb, reserved_disk_gb=reserved_disk_gb, vcpus_used=vcpus_used,
-            memory_mb_used=memory_mb_used, disk_gb_used=disk_gb_used, num_instances=num_instances,
-            failed_builds=failed_builds, generation=generation,
-        )
+        values = {
+            "vcpus": vcpus, "memory_mb": memory_mb, "disk_gb": disk_gb, "reserved_vcpus": reserved_vcpus,
+            "reserved_memory_mb": reserved_memory_mb, "reserved_disk_gb": reserved_disk_gb, "vcpus_used": vcpus_used,
+            "memory_mb_used": memory_mb_used, "disk_gb_used": disk_gb_used, "num_instances": num_instances,
+            "failed_builds": failed_builds, "generation": generation,
+        }
         for key, value in values.items():
             setattr(self, key, self._check_int(key, value))
         for key, value in (("cpu_allocation_ratio", cpu_allocation_ratio),
@@ -156,27 +156,27 @@ class HostState:
         unknown = sorted(set(row) - set(FIELDS))
         if unknown:
             raise InvalidRequest(
-                "host %s: unknown field(s) %s (known: %s)" % (row.get("name", "?"), ", ".join(unknown), ", ".join(FIELDS)),
+                "host {}: unknown field(s) {} (known: {})".format(row.get("name", "?"), ", ".join(unknown), ", ".join(FIELDS)),
                 host=row.get("name"), unknown=unknown,
             )
         if "name" not in row:
-            raise InvalidRequest("host row without a name: %r" % (dict(row),))
+            raise InvalidRequest(f"host row without a name: {dict(row)!r}")
         args = dict(row)
         name = args.pop("name")
         missing = [k for k in ("vcpus", "memory_mb", "disk_gb") if k not in args]
         if missing:
-            raise InvalidRequest("host %s: missing field(s) %s" % (name, ", ".join(missing)), host=name)
+            raise InvalidRequest("host {}: missing field(s) {}".format(name, ", ".join(missing)), host=name)
         return cls(name, **args)
 
     def _check_int(self, key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidRequest("host %s: %s must be a non-negative integer, got %r" % (self.name, key, value),
+            raise InvalidRequest(f"host {self.name}: {key} must be a non-negative integer, got {value!r}",
                                  host=self.name, field=key)
         return value
 
     def _check_ratio(self, key: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise InvalidRequest("host %s: %s must be a positive number, got %r" % (self.name, key, value),
+            raise InvalidRequest(f"host {self.name}: {key} must be a positive number, got {value!r}",
                                  host=self.name, field=key)
         return float(value)
 
@@ -185,7 +185,7 @@ class HostState:
         merged: dict[str, set[str]] = {}
         for agg in aggregates or ():
             if not isinstance(agg, Mapping) or "name" not in agg:
-                raise InvalidRequest("host %s: each aggregate needs a name and metadata, got %r" % (self.name, agg),
+                raise InvalidRequest(f"host {self.name}: each aggregate needs a name and metadata, got {agg!r}",
                                      host=self.name)
             metadata = {str(k): str(v) for k, v in (agg.get("metadata") or {}).items()}
             aggs.append({"name": str(agg["name"]), "metadata": metadata})
@@ -236,7 +236,7 @@ class HostState:
         """Take new values from a provider row (same keys as ``from_dict``); keeps this object."""
         fresh = HostState.from_dict({"name": self.name, **row})
         if fresh.name != self.name:
-            raise InvalidRequest("host %s: a row for %s cannot update it" % (self.name, fresh.name))
+            raise InvalidRequest(f"host {self.name}: a row for {fresh.name} cannot update it")
         for key in _COPIED:
             setattr(self, key, getattr(fresh, key))
 
@@ -249,8 +249,8 @@ class HostState:
         return out
 
     def __repr__(self) -> str:
-        return "HostState(%s free vcpus=%g memory_mb=%g disk_gb=%g instances=%d)" % (
-            self.name, self.free_vcpus, self.free_memory_mb, self.free_disk_gb, self.num_instances)
+        return (f"HostState({self.name} free vcpus={self.free_vcpus:g} memory_mb={self.free_memory_mb:g} "
+                f"disk_gb={self.free_disk_gb:g} instances={self.num_instances})")
 
 
 class HostManager:
@@ -286,7 +286,7 @@ class HostManager:
         for row in rows:
             state = HostState.from_dict(row)
             if state.name in parsed:
-                raise InvalidRequest("host %s appears twice in the provider's rows" % state.name, host=state.name)
+                raise InvalidRequest(f"host {state.name} appears twice in the provider's rows", host=state.name)
             parsed[state.name] = (row, state)
         by_name: dict[str, HostState] = {}
         for name, (_row, state) in parsed.items():

@@ -27,19 +27,17 @@ def _load_classes(eps: dict[str, EntryPoint], names: list[str], base: type, kind
     unknown = [n for n in names if n not in eps]
     if unknown:
         raise UnknownPlugin(
-            "unknown scheduler %s %s; available %ss: %s"
-            % (kind, ", ".join(unknown), kind, ", ".join(sorted(eps)) or "(none installed)"),
+            "unknown scheduler {} {}; available {}s: {}".format(kind, ", ".join(unknown), kind, ", ".join(sorted(eps)) or "(none installed)"),
             unknown=unknown, available=sorted(eps),
         )
     classes = []
     for name in names:
         cls = eps[name].load()
         if not (isinstance(cls, type) and issubclass(cls, base)):
-            raise UnknownPlugin("scheduler %s %s (%s) is not a %s" % (kind, name, eps[name].value, base.__name__),
+            raise UnknownPlugin(f"scheduler {kind} {name} ({eps[name].value}) is not a {base.__name__}",
                                 unknown=[name], available=sorted(eps))
         if cls.name != name:
-            raise UnknownPlugin("scheduler %s entry point %s loads %s, whose name is %s; they must match"
-                                % (kind, name, eps[name].value, cls.name), unknown=[name], available=sorted(eps))
+            raise UnknownPlugin(f"scheduler {kind} entry point {name} loads {eps[name].value}, whose name is {cls.name}; they must match", unknown=[name], available=sorted(eps))
         classes.append(cls)
     return classes
 
@@ -54,7 +52,6 @@ def load_weighers(config: SchedulerConfig) -> list[HostWeigher]:
     known = available(WEIGHER_GROUP)
     unknown = sorted(set(config.multipliers) - set(known))
     if unknown:
-        raise UnknownPlugin("scheduler multipliers name unknown weigher %s; available weighers: %s"
-                            % (", ".join(unknown), ", ".join(sorted(known))), unknown=unknown, available=sorted(known))
+        raise UnknownPlugin("scheduler multipliers name unknown weigher {}; available weighers: {}".format(", ".join(unknown), ", ".join(sorted(known))), unknown=unknown, available=sorted(known))
     classes = _load_classes(known, config.weighers, HostWeigher, "weigher")
     return [cls(config, config.multipliers.get(cls.name)) for cls in classes]

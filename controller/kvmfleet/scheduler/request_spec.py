@@ -14,16 +14,16 @@ SERVER_GROUP_POLICIES = ("affinity", "anti-affinity", "soft-affinity", "soft-ant
 
 def _count(what: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidRequest("%s must be an integer >= %d, got %r" % (what, minimum, value), field=what)
+        raise InvalidRequest(f"{what} must be an integer >= {minimum}, got {value!r}", field=what)
     return value
 
 
 def _only(what: str, data: Mapping[str, Any], known: Iterable[str]) -> None:
     if not isinstance(data, Mapping):
-        raise InvalidRequest("%s must be a mapping, got %r" % (what, data))
+        raise InvalidRequest(f"{what} must be a mapping, got {data!r}")
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise InvalidRequest("%s: unknown key(s) %s (known: %s)" % (what, ", ".join(unknown), ", ".join(known)))
+        raise InvalidRequest("{}: unknown key(s) {} (known: {})".format(what, ", ".join(unknown), ", ".join(known)))
 
 
 @dataclass(slots=True)
@@ -81,12 +81,10 @@ class ServerGroup:
 
     def __post_init__(self) -> None:
         if self.policy not in SERVER_GROUP_POLICIES:
-            raise InvalidRequest("server group %s: policy %r is not one of %s"
-                                 % (self.name, self.policy, ", ".join(SERVER_GROUP_POLICIES)))
+            raise InvalidRequest("server group {}: policy {!r} is not one of {}".format(self.name, self.policy, ", ".join(SERVER_GROUP_POLICIES)))
         if self.max_server_per_host is not None:
             if self.policy != "anti-affinity":
-                raise InvalidRequest("server group %s: max_server_per_host applies only to anti-affinity, not %s"
-                                     % (self.name, self.policy))
+                raise InvalidRequest(f"server group {self.name}: max_server_per_host applies only to anti-affinity, not {self.policy}")
             _count("server group max_server_per_host", self.max_server_per_host, 1)
         if isinstance(self.hosts, (list, tuple)):  # a plain list of member hosts, one entry per member
             counts: dict[str, int] = {}
@@ -94,7 +92,7 @@ class ServerGroup:
                 counts[host] = counts.get(host, 0) + 1
             self.hosts = counts
         for host, n in self.hosts.items():
-            _count("server group %s members on %s" % (self.name, host), n, 1)
+            _count(f"server group {self.name} members on {host}", n, 1)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ServerGroup:
@@ -131,11 +129,11 @@ class RequestSpec:
             self.force_hosts = frozenset(self.force_hosts)
         # The compute API refuses these in Nova (FlavorMemoryTooSmall / FlavorDiskTooSmall); refuse here too.
         if self.image.min_ram and self.flavor.memory_mb < self.image.min_ram:
-            raise InvalidRequest("flavor %s has %d MB of memory, below the image's min_ram %d MB"
-                                 % (self.flavor.name, self.flavor.memory_mb, self.image.min_ram))
+            raise InvalidRequest(f"flavor {self.flavor.name} has {self.flavor.memory_mb} MB of memory, "
+                                 f"below the image's min_ram {self.image.min_ram} MB")
         if self.image.min_disk and self.flavor.disk_gb and self.flavor.disk_gb < self.image.min_disk:
-            raise InvalidRequest("flavor %s has a %d GB disk, below the image's min_disk %d GB"
-                                 % (self.flavor.name, self.flavor.disk_gb, self.image.min_disk))
+            raise InvalidRequest(f"flavor {self.flavor.name} has a {self.flavor.disk_gb} GB disk, "
+                                 f"below the image's min_disk {self.image.min_disk} GB")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RequestSpec:
@@ -157,11 +155,11 @@ class RequestSpec:
     def describe(self) -> str:
         """One phrase for messages: what was asked for."""
         f = self.flavor
-        parts = ["flavor %s (%d vcpus, %d MB RAM, %d GB disk)" % (f.name, f.vcpus, f.memory_mb, f.disk_gb)]
+        parts = [f"flavor {f.name} ({f.vcpus} vcpus, {f.memory_mb} MB RAM, {f.disk_gb} GB disk)"]
         if self.image.arch:
-            parts.append("arch %s" % self.image.arch)
+            parts.append(f"arch {self.image.arch}")
         if self.availability_zone:
-            parts.append("availability zone %s" % self.availability_zone)
+            parts.append(f"availability zone {self.availability_zone}")
         if self.server_group is not None:
-            parts.append("server group %s (%s)" % (self.server_group.name, self.server_group.policy))
+            parts.append(f"server group {self.server_group.name} ({self.server_group.policy})")
         return ", ".join(parts)

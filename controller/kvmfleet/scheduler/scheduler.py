@@ -102,7 +102,7 @@ def _keep_forced(hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
 
 
 def format_counts(counts: Sequence[tuple[str, int, int]]) -> str:
-    return ", ".join("%s %d->%d" % c for c in counts)
+    return ", ".join(f"{name} {before}->{after}" for name, before, after in counts)
 
 
 class Scheduler:
@@ -265,16 +265,16 @@ class Scheduler:
         return Selection(best.host, best.weight, best.weights, others)
 
     def _no_valid_host(self, spec: RequestSpec, counts, index: int, num: int, log: bool = True) -> NoValidHost:
-        which = "instance %d of %d" % (index + 1, num) if num > 1 else "the request"
+        which = f"instance {index + 1} of {num}" if num > 1 else "the request"
         if spec.request_id:
-            which += " %s" % spec.request_id
+            which += f" {spec.request_id}"
         if not counts:
-            msg = "No valid host was found for %s (%s): there are no compute hosts." % (which, spec.describe())
+            msg = f"No valid host was found for {which} ({spec.describe()}): there are no compute hosts."
             filter_name = None
         else:
             filter_name, before, _after = counts[-1]
-            msg = ("No valid host was found for %s (%s): %s removed the last %d host(s). Filter results: %s."
-                   % (which, spec.describe(), filter_name, before, format_counts(counts)))
+            msg = (f"No valid host was found for {which} ({spec.describe()}): {filter_name} removed the last "
+                   f"{before} host(s). Filter results: {format_counts(counts)}.")
         if log:
             LOG.warning("%s", msg)
         return NoValidHost(msg, filter_name=filter_name, counts=counts)

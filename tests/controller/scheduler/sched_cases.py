@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from kvmfleet.scheduler import HostState, RequestSpec
 
 CASES = Path(__file__).parent / "cases"

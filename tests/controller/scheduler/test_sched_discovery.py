@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from kvmfleet.scheduler import Flavor, HostState, RequestSpec, Scheduler, SchedulerConfig, UnknownPlugin
 from kvmfleet.scheduler.config import DEFAULT_FILTERS, DEFAULT_WEIGHERS
 from kvmfleet.scheduler.filters import HostFilter
@@ -16,7 +15,7 @@ from kvmfleet.scheduler.weighers import HostWeigher
 def test_every_entry_point_loads_a_plugin_of_the_same_name():
     for group, base in ((FILTER_GROUP, HostFilter), (WEIGHER_GROUP, HostWeigher)):
         eps = available(group)
-        assert eps, "no entry points in %s: is the package installed (pip install -e .)?" % group
+        assert eps, f"no entry points in {group}: is the package installed (pip install -e .)?"
         for name, ep in eps.items():
             cls = ep.load()
             assert issubclass(cls, base) and cls.name == name

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sched_cases import build_hosts, build_spec, case_files, load_case
-
 from kvmfleet.scheduler import Scheduler, SchedulerConfig
 from kvmfleet.scheduler.plugins import FILTER_GROUP, available
+from sched_cases import build_hosts, build_spec, case_files, load_case
 
 FILES = case_files("filters")
 
@@ -33,5 +32,4 @@ def test_filter_case(path):
 
 def test_every_filter_has_cases():
     covered = {load_case(p)["filter"] for p in FILES}
-    assert set(available(FILTER_GROUP)) <= covered, "filters without a case file: %s" % (
-        sorted(set(available(FILTER_GROUP)) - covered))
+    assert set(available(FILTER_GROUP)) <= covered, f"filters without a case file: {sorted(set(available(FILTER_GROUP)) - covered)}"

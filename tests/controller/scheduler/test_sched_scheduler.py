@@ -6,9 +6,16 @@ import json
 import logging
 
 import pytest
-
 from kvmfleet.scheduler import (
-    Flavor, HostManager, HostState, ImageMeta, InvalidRequest, NoValidHost, RequestSpec, Scheduler, SchedulerConfig,
+    Flavor,
+    HostManager,
+    HostState,
+    ImageMeta,
+    InvalidRequest,
+    NoValidHost,
+    RequestSpec,
+    Scheduler,
+    SchedulerConfig,
     ServerGroup,
 )
 
@@ -17,7 +24,7 @@ SMALL = Flavor("m1.small", 1, 2048, 20)
 
 def hosts(n=3, **fields):
     row = {"vcpus": 8, "memory_mb": 16384, "disk_gb": 200, **fields}
-    return [HostState.from_dict({"name": "h%d" % (i + 1), **row}) for i in range(n)]
+    return [HostState.from_dict({"name": f"h{i + 1}", **row}) for i in range(n)]
 
 
 def usage(states):
@@ -74,9 +81,8 @@ def test_failed_multi_create_gives_everything_back(caplog):
     before = usage(states)
     group = ServerGroup("web", "anti-affinity", hosts={"h3": 1})
     spec = RequestSpec(flavor=SMALL, server_group=group, num_instances=3)
-    with caplog.at_level(logging.WARNING, logger="kvmfleet.scheduler"):
-        with pytest.raises(NoValidHost) as err:
-            Scheduler().select_destinations(spec, states)
+    with caplog.at_level(logging.WARNING, logger="kvmfleet.scheduler"), pytest.raises(NoValidHost) as err:
+        Scheduler().select_destinations(spec, states)
     assert usage(states) == before
     assert group.hosts == {"h3": 1}
     assert all(h.server_group_instances == {} for h in states)
@@ -92,9 +98,8 @@ def test_no_valid_host_message_names_the_filter_and_every_count(caplog):
     states[1].up = False
     states[2].az = "az2"
     spec = RequestSpec(flavor=Flavor("huge", 4, 65536, 20), availability_zone="nova")
-    with caplog.at_level(logging.WARNING, logger="kvmfleet.scheduler"):
-        with pytest.raises(NoValidHost) as err:
-            Scheduler().select_destinations(spec, states)
+    with caplog.at_level(logging.WARNING, logger="kvmfleet.scheduler"), pytest.raises(NoValidHost) as err:
+        Scheduler().select_destinations(spec, states)
     exc = err.value
     assert exc.filter_name == "ResourceFilter"
     assert exc.counts == [
@@ -117,7 +122,7 @@ def test_no_hosts_at_all():
 
 
 def test_explain_reports_the_rejecting_filter_per_host_and_weights():
-    states = [HostState.from_dict({"name": "h%d" % (i + 1), "vcpus": 8, "memory_mb": 16384, "disk_gb": 200, **extra})
+    states = [HostState.from_dict({"name": f"h{i + 1}", "vcpus": 8, "memory_mb": 16384, "disk_gb": 200, **extra})
               for i, extra in enumerate([{"enabled": False}, {"arch": "aarch64"}, {"memory_mb_used": 15000}, {},
                                          {"memory_mb_used": 4096}])]
     spec = RequestSpec(flavor=SMALL, image=ImageMeta(arch="x86_64"))
@@ -156,7 +161,7 @@ def test_ignore_and_force_hosts():
 
 
 def test_alternates_and_consume():
-    states = [HostState.from_dict({"name": "h%d" % (i + 1), "vcpus": 8, "memory_mb": 16384, "disk_gb": 200,
+    states = [HostState.from_dict({"name": f"h{i + 1}", "vcpus": 8, "memory_mb": 16384, "disk_gb": 200,
                                    "memory_mb_used": 1000 * i}) for i in range(4)]
     (selection,) = Scheduler().select_destinations(RequestSpec(flavor=SMALL), states, alternates=2)
     assert selection.name == "h1"
@@ -172,7 +177,7 @@ def test_alternates_and_consume():
 
 def test_host_subset_size_picks_among_the_best_repeatably():
     def pick(seed):
-        states = [HostState.from_dict({"name": "h%d" % (i + 1), "vcpus": 8, "memory_mb": 16384, "disk_gb": 200,
+        states = [HostState.from_dict({"name": f"h{i + 1}", "vcpus": 8, "memory_mb": 16384, "disk_gb": 200,
                                        "memory_mb_used": 1000 * i}) for i in range(6)]
         config = SchedulerConfig(host_subset_size=3, seed=seed)
         return Scheduler(config).select_destinations(RequestSpec(flavor=SMALL), states)[0].name

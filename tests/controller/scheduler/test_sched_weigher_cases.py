@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sched_cases import build_hosts, build_spec, case_files, load_case
-
 from kvmfleet.scheduler import Scheduler, SchedulerConfig
 from kvmfleet.scheduler.plugins import WEIGHER_GROUP, available
+from sched_cases import build_hosts, build_spec, case_files, load_case
 
 FILES = case_files("weighers")
 
@@ -24,7 +23,7 @@ def test_weigher_case(path):
         raw = weigher.weigh_all(hosts, spec)
         one_by_one = [weigher.weigh(h, spec) for h in hosts]
         if raw is None:
-            assert len(set(one_by_one)) <= 1, "%s said 'no opinion' but weighs hosts differently" % weigher.name
+            assert len(set(one_by_one)) <= 1, f"{weigher.name} said 'no opinion' but weighs hosts differently"
         else:
             assert raw == one_by_one
 
@@ -45,5 +44,4 @@ def test_weigher_case(path):
 
 def test_every_weigher_has_cases():
     covered = {name for p in FILES for name in load_case(p)["weighers"]}
-    assert set(available(WEIGHER_GROUP)) <= covered, "weighers without a case file: %s" % (
-        sorted(set(available(WEIGHER_GROUP)) - covered))
+    assert set(available(WEIGHER_GROUP)) <= covered, f"weighers without a case file: {sorted(set(available(WEIGHER_GROUP)) - covered)}"
