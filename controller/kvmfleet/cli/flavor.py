@@ -34,7 +34,7 @@ def create(
     ephemeral: int = typer.Option(0, "--ephemeral", help="Ephemeral disk in GiB."),
     swap: int = typer.Option(0, "--swap", help="Swap in MiB."),
     flavor_id: str = typer.Option(None, "--id", help="Flavor id (default: a new UUID)."),
-    prop: list[str] = typer.Option(None, "--property", help="Extra spec KEY=VALUE (repeatable)."),
+    prop: list[str] = typer.Option(None, "--property", help="Extra spec KEY=VALUE (repeatable)."),  # noqa: B008
     description: str = typer.Option(None, "--description"),
     fmt: Format = FORMAT_OPTION,
 ) -> None:

@@ -287,5 +287,18 @@ def allocations_for(session: Session, instance_uuid: str) -> list[Allocation]:
                                 .order_by(Allocation.id)).all())
 
 
-__all__ = ["Resources", "Claim", "ClaimConflict", "InsufficientResources", "claim", "claim_in", "release",
-           "release_in", "move_claim", "confirm_move", "revert_move", "host_usage", "allocations_for"]
+__all__ = [
+    "Claim",
+    "ClaimConflict",
+    "InsufficientResources",
+    "Resources",
+    "allocations_for",
+    "claim",
+    "claim_in",
+    "confirm_move",
+    "host_usage",
+    "move_claim",
+    "release",
+    "release_in",
+    "revert_move",
+]

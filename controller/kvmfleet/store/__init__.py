@@ -47,8 +47,10 @@ Compare-and-set (kvmfleet.store.api)::
     # 0 rows -> UnexpectedTaskState / UnexpectedVmState (Conflict) naming actual vs expected, or NotFound.
 
 Lookups: get_instance, get_project (id or name), get_flavor (flavorid or name), get_image, get_host (name),
-get_server_group. Errors (kvmfleet.store.errors): StoreError(msg, **details) > NotFound, AlreadyExists,
-InvalidInput, InUse, Conflict (> UnexpectedTaskState, UnexpectedVmState), SchemaError.
+get_server_group; lock_server_group(session, id) (row lock for the late affinity check).
+Validated create/delete of projects, flavors (+ create_default_flavors, DEFAULT_FLAVORS), server groups:
+kvmfleet.store.resources. Errors (kvmfleet.store.errors): StoreError(msg, **details) > NotFound,
+AlreadyExists, InvalidInput, InUse, Conflict (> UnexpectedTaskState, UnexpectedVmState), SchemaError.
 Quotas: kvmfleet.quota (check, recheck, limits, usage; OverQuota). Claims: kvmfleet.scheduler.claims.
 """
 
@@ -60,6 +62,7 @@ from kvmfleet.store.api import (
     get_instance,
     get_project,
     get_server_group,
+    lock_server_group,
     save_instance,
     set_fault,
 )
@@ -114,4 +117,57 @@ from kvmfleet.store.states import (
     api_status,
 )
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "UNSET",
+    "Aggregate",
+    "Allocation",
+    "AllocationKind",
+    "AlreadyExists",
+    "Base",
+    "Conflict",
+    "Flavor",
+    "Host",
+    "HostState",
+    "Image",
+    "InUse",
+    "Instance",
+    "InstanceAction",
+    "InstanceActionEvent",
+    "InvalidInput",
+    "NotFound",
+    "PowerState",
+    "Project",
+    "Quota",
+    "QuotaDefault",
+    "SchemaError",
+    "ServerGroup",
+    "ServerGroupPolicy",
+    "Store",
+    "StoreError",
+    "TaskState",
+    "UnexpectedTaskState",
+    "UnexpectedVmState",
+    "VmState",
+    "aggregate_hosts",
+    "api_status",
+    "current_revision",
+    "ensure_schema",
+    "get_flavor",
+    "get_host",
+    "get_image",
+    "get_instance",
+    "get_project",
+    "get_server_group",
+    "get_store",
+    "lock_server_group",
+    "head_revision",
+    "make_engine",
+    "make_session_factory",
+    "new_uuid",
+    "open_store",
+    "reset_store",
+    "save_instance",
+    "set_fault",
+    "upgrade",
+    "utcnow",
+]

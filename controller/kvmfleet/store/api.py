@@ -136,11 +136,32 @@ def get_host(session: Session, name: str) -> Host:
     return host
 
 
+def lock_server_group(session: Session, group_id: str) -> None:
+    """Hold the server group's row lock until the transaction ends (SELECT ... FOR UPDATE on PostgreSQL;
+    SQLite's BEGIN IMMEDIATE already serialises writers). Take it before the late affinity check and the
+    claim, so two members placed at once see each other."""
+    found = session.execute(select(ServerGroup.id).where(ServerGroup.id == group_id).with_for_update()).first()
+    if found is None:
+        raise NotFound(f"server group {group_id} not found", server_group=group_id)
+
+
 def get_server_group(session: Session, key: str, project_id: str | None = None) -> ServerGroup:
     """A server group by id, or by name (within ``project_id`` when given)."""
     extra = [ServerGroup.project_id == project_id] if project_id else []
     return _by_id_or_name(session, ServerGroup, key, "server group", ServerGroup.id, ServerGroup.name, extra)
 
 
-__all__ = ["UNSET", "save_instance", "set_fault", "get_instance", "get_project", "get_flavor", "get_image",
-           "get_host", "get_server_group", "TaskState", "VmState"]
+__all__ = [
+    "UNSET",
+    "TaskState",
+    "VmState",
+    "get_flavor",
+    "get_host",
+    "get_image",
+    "get_instance",
+    "get_project",
+    "get_server_group",
+    "lock_server_group",
+    "save_instance",
+    "set_fault",
+]

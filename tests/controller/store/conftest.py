@@ -9,13 +9,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-
 from kvmfleet import config
 from kvmfleet.store import engine as store_engine
 from kvmfleet.store import open_store
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -9,8 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
-
 from kvmfleet.scheduler.claims import (
     ClaimConflict,
     InsufficientResources,
@@ -24,6 +22,7 @@ from kvmfleet.scheduler.claims import (
     revert_move,
 )
 from kvmfleet.store import Allocation, AllocationKind, NotFound, get_host
+from sqlalchemy import func, select
 
 ONE = Resources(vcpus=1, memory_mb=256, disk_gb=1)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from kvmfleet.config import ConfigError, load_settings
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from kvmfleet import quota
 from kvmfleet.store import Instance, InvalidInput, utcnow
-
 from test_claims import _run_processes
 
 
@@ -44,9 +42,8 @@ def test_usage_counts_live_instances_and_pending_resize(store, make):
 def test_over_quota_lists_every_resource(store, make):
     project = make.project(instances=2, cores=3, ram=1024)
     make.instance(project, "a", vcpus=2, memory_mb=512)
-    with store.transaction() as s:
-        with pytest.raises(quota.OverQuota) as err:
-            quota.check(s, project, {"instances": 2, "cores": 2, "ram": 1024})
+    with store.transaction() as s, pytest.raises(quota.OverQuota) as err:
+        quota.check(s, project, {"instances": 2, "cores": 2, "ram": 1024})
     over = {o["resource"]: o for o in err.value.over}
     assert over == {
         "instances": {"resource": "instances", "requested": 2, "used": 1, "limit": 2},

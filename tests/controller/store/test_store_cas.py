@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from kvmfleet.store import (
     InvalidInput,
     NotFound,
@@ -42,10 +41,9 @@ def test_save_with_expected_task_state(store, make):
 
 def test_conflict_names_actual_and_expected_and_writes_nothing(store, make):
     uuid = make.instance(make.project())
-    with pytest.raises(UnexpectedTaskState) as err:
-        with store.transaction() as s:
-            save_instance(s, uuid, {"task_state": TaskState.POWERING_OFF, "name": "changed"},
-                          expected_task_state=None)
+    with pytest.raises(UnexpectedTaskState) as err, store.transaction() as s:
+        save_instance(s, uuid, {"task_state": TaskState.POWERING_OFF, "name": "changed"},
+                      expected_task_state=None)
     assert "task_state is scheduling" in err.value.msg
     assert "expected None" in err.value.msg
     assert err.value.details["actual"] is TaskState.SCHEDULING
@@ -56,10 +54,9 @@ def test_conflict_names_actual_and_expected_and_writes_nothing(store, make):
 
 def test_expected_vm_state_and_lists(store, make):
     uuid = make.instance(make.project())
-    with pytest.raises(UnexpectedVmState, match="vm_state is building, expected one of active, stopped"):
-        with store.transaction() as s:
-            save_instance(s, uuid, {"task_state": TaskState.DELETING},
-                          expected_vm_state=(VmState.ACTIVE, VmState.STOPPED))
+    expected = "vm_state is building, expected one of active, stopped"
+    with pytest.raises(UnexpectedVmState, match=expected), store.transaction() as s:
+        save_instance(s, uuid, {"task_state": TaskState.DELETING}, expected_vm_state=(VmState.ACTIVE, VmState.STOPPED))
     with store.transaction() as s:
         save_instance(s, uuid, {"task_state": TaskState.DELETING},
                       expected_task_state=(None, TaskState.SCHEDULING), expected_vm_state=[VmState.BUILDING])
@@ -69,16 +66,13 @@ def test_expected_vm_state_and_lists(store, make):
 def test_missing_and_deleted_instances_and_bad_fields(store, make):
     from kvmfleet.store import utcnow
 
-    with pytest.raises(NotFound):
-        with store.transaction() as s:
-            save_instance(s, "00000000-0000-0000-0000-000000000000", {"task_state": None})
+    with pytest.raises(NotFound), store.transaction() as s:
+        save_instance(s, "00000000-0000-0000-0000-000000000000", {"task_state": None})
     uuid = make.instance(make.project(), deleted_at=utcnow(), vm_state=VmState.DELETED)
-    with pytest.raises(NotFound):
-        with store.transaction() as s:
-            save_instance(s, uuid, {"task_state": None}, expected_task_state=TaskState.SCHEDULING)
-    with pytest.raises(InvalidInput, match="no_such_field"):
-        with store.transaction() as s:
-            save_instance(s, uuid, {"no_such_field": 1})
+    with pytest.raises(NotFound), store.transaction() as s:
+        save_instance(s, uuid, {"task_state": None}, expected_task_state=TaskState.SCHEDULING)
+    with pytest.raises(InvalidInput, match="no_such_field"), store.transaction() as s:
+        save_instance(s, uuid, {"no_such_field": 1})
 
 
 def test_racing_transitions_exactly_one_wins(store, make):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from kvmfleet import config
 from kvmfleet.cli import _register, app
 from kvmfleet.store import engine as store_engine
+from typer.testing import CliRunner
 
 _register()
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
-
 from kvmfleet.store import (
     Base,
     SchemaError,
@@ -18,6 +16,7 @@ from kvmfleet.store import (
     upgrade,
 )
 from kvmfleet.store.engine import alembic_config
+from sqlalchemy import inspect, text
 
 TABLES = {"projects", "flavors", "images", "hosts", "aggregates", "aggregate_hosts", "server_groups", "instances",
           "allocations", "quotas", "quota_defaults", "instance_actions", "instance_action_events"}
