@@ -6,8 +6,6 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import func, select
-
 from kvmfleet.store import (
     AlreadyExists,
     Flavor,
@@ -22,6 +20,7 @@ from kvmfleet.store import (
     utcnow,
 )
 from kvmfleet.store import resources as res
+from sqlalchemy import func, select
 
 
 def test_default_flavors_are_created_once(store):
