@@ -277,6 +277,7 @@ restart_required:
 
 import datetime
 import os
+import time
 import uuid as uuidlib
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -343,6 +344,7 @@ UNDEFINE_FLAGS = 1 | 2 | UNDEFINE_NVRAM  # MANAGED_SAVE | SNAPSHOTS_METADATA | N
 META_ELEMENT = 2
 AFFECT_LIVE = 1
 AFFECT_CONFIG = 2
+SHUTDOWN_RETRY_INTERVAL = 5  # seconds between ACPI power button presses while stopping
 ERR_NO_SUPPORT = 3  # a driver without managedSaveGetXMLDesc (the test driver)
 ERR_INVALID_ARG = 8  # a driver without a flag, e.g. START_PAUSED
 
@@ -762,7 +764,7 @@ class DomainManager:
         if not self.p.wait:
             return
         try:
-            wait_for(self.conn, self.p.name, "shutoff", self.p.stop_timeout)
+            self._wait_graceful_shutdown(dom)
         except WaitTimeout as exc:
             if not self.p.force_stop:
                 raise
@@ -770,6 +772,23 @@ class DomainManager:
                                  % (self.p.name, self.p.stop_timeout, exc.last_state))
             if domain_state(dom) != "shutoff":
                 self._do_destroy(dom)
+
+
+    def _wait_graceful_shutdown(self, dom):
+        """Wait for shutoff, pressing the power button again now and then (like Nova's clean shutdown):
+        a press during early boot, before the guest listens for it, is lost."""
+        deadline = time.monotonic() + self.p.stop_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return wait_for(self.conn, self.p.name, "shutoff", max(0, min(SHUTDOWN_RETRY_INTERVAL, remaining)))
+            except WaitTimeout as exc:
+                if deadline - time.monotonic() <= 0:
+                    raise WaitTimeout("timed out after %ss waiting for domain %s to shut down; it is %s"
+                                      % (self.p.stop_timeout, self.p.name, exc.last_state),
+                                      last_state=exc.last_state, name=self.p.name) from exc
+                if exc.last_state == "running":
+                    self._call("shut down", dom.shutdown)
 
 
 def main():
