@@ -11,7 +11,8 @@ File: ``$KVMFLEET_CONFIG`` if set, else ``<state dir>/kvmfleet.yml`` if it exist
       enabled_filters: [ComputeFilter, ...]                   # omitted: the scheduler's own default list
       weighers: [RAMWeigher, ...]                             # omitted: the scheduler's own default list
       multipliers: {RAMWeigher: 1.0, ...}                     # by weigher name; negative packs
-      max_attempts: 3
+      max_attempts: 3                                         # also max_instances_per_host (50),
+                                                              # host_subset_size (1)
 
 Environment: KVMFLEET_CONFIG, KVMFLEET_STATE_DIR (the state dir, see kvmfleet.paths),
 KVMFLEET_DATABASE_URL (wins over the file). Unknown keys and wrong types are errors naming the key.
@@ -65,6 +66,8 @@ class SchedulerSettings:
     weighers: tuple[str, ...] | None = None
     multipliers: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MULTIPLIERS))
     max_attempts: int = 3
+    max_instances_per_host: int = 50  # Nova's [filter_scheduler] max_instances_per_host (NumInstancesFilter)
+    host_subset_size: int = 1
 
     def multiplier(self, weigher: str, default: float = 1.0) -> float:
         return float(self.multipliers.get(weigher, default))
@@ -156,7 +159,8 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
     reserved = _section(data.get("reserved"), "reserved", {"host_memory_mb", "host_disk_gb", "host_cpus"})
     quota = _section(data.get("quota"), "quota", {"instances", "cores", "ram"})
     sched = _section(data.get("scheduler"), "scheduler", {"enabled_filters", "weighers", "multipliers",
-                                                          "max_attempts"})
+                                                          "max_attempts", "max_instances_per_host",
+                                                          "host_subset_size"})
     multipliers = dict(DEFAULT_MULTIPLIERS)
     raw_mult = _section(sched.get("multipliers"), "scheduler.multipliers", set(map(str, sched.get("multipliers") or {})))
     for name, value in raw_mult.items():
@@ -180,6 +184,9 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
             weighers=_names(sched.get("weighers"), "scheduler.weighers"),
             multipliers=multipliers,
             max_attempts=_number(sched.get("max_attempts", 3), "scheduler.max_attempts", int, 1),
+            max_instances_per_host=_number(sched.get("max_instances_per_host", 50),
+                                           "scheduler.max_instances_per_host", int, 1),
+            host_subset_size=_number(sched.get("host_subset_size", 1), "scheduler.host_subset_size", int, 1),
         ),
         config_file=source,
     )

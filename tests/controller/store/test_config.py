@@ -22,13 +22,15 @@ def test_file_in_state_dir_and_environment_wins(tmp_path):
         "database: {url: 'postgresql+psycopg://u@h/db'}\n"
         "allocation_ratios: {cpu: 8}\n"
         "quota: {instances: 50}\n"
-        "scheduler: {enabled_filters: [ComputeFilter], multipliers: {RAMWeigher: -1.0}, max_attempts: 5}\n")
+        "scheduler: {enabled_filters: [ComputeFilter], multipliers: {RAMWeigher: -1.0}, max_attempts: 5,\n"
+        "            max_instances_per_host: 7}\n")
     s = load_settings(environ={"KVMFLEET_STATE_DIR": str(tmp_path)})
     assert s.database_url == "postgresql+psycopg://u@h/db"
     assert s.cpu_allocation_ratio == 8.0
     assert s.quota.instances == 50 and s.quota.cores == 20
     assert s.scheduler.enabled_filters == ("ComputeFilter",)
     assert s.scheduler.multiplier("RAMWeigher") == -1.0 and s.scheduler.max_attempts == 5
+    assert (s.scheduler.max_instances_per_host, s.scheduler.host_subset_size) == (7, 1)
     assert s.config_file == tmp_path / "kvmfleet.yml"
     s = load_settings(environ={"KVMFLEET_STATE_DIR": str(tmp_path), "KVMFLEET_DATABASE_URL": "sqlite:///x.db"})
     assert s.database_url == "sqlite:///x.db"
