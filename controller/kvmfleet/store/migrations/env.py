@@ -4,6 +4,7 @@ with a Config whose sqlalchemy.url is set); uses batch mode on SQLite so ALTERs 
 from __future__ import annotations
 
 from alembic import context
+
 from kvmfleet.store.engine import make_engine
 from kvmfleet.store.models import Base
 
