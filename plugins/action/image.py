@@ -72,7 +72,7 @@ class ActionModule(ActionBase):
         after = {"state": "present", "sha256": expected}
         if self._task.check_mode:
             result.update(changed=True, transferred=False,
-                          image={"name": args["name"], "path": probe.get("path"), "state": "present",
+                          image={"name": args["name"], "path": probe.get("image_path"), "state": "present",
                                  "sha256": expected, "format": args.get("format", "qcow2")})
             if self._task.diff:
                 result["diff"] = {"before": probe.get("before"), "after": after}

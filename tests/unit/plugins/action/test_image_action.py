@@ -68,7 +68,8 @@ def test_transfer_once_then_unchanged(qcow2, tmp_path):
 
     check, puts = ansible_image(tmp_path, "--check", "--diff", **args)
     assert check["changed"] is True and puts == 0 and not cache.exists()
-    assert check["diff"]["after"] == {"state": "present", "sha256": args["sha256"]}
+    assert check["diff"] == {"before": {"state": "absent"}, "after": {"state": "present", "sha256": args["sha256"]}}
+    assert check["image"]["path"] == str(cache / "base.qcow2") and check["image"]["state"] == "present"
 
     first, puts = ansible_image(tmp_path, **args)
     assert first["changed"] is True and first["transferred"] is True and puts == 1
