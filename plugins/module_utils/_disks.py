@@ -22,7 +22,7 @@ SEED_LABEL = "cidata"
 def _run(run, args, doing, error=KvmfleetError):
     rc, out, err = run(args)
     if rc != 0:
-        raise error("%s: %s failed (rc=%s): %s" % (doing, args[0], rc, (err or out or "").strip()),
+        raise error("{}: {} failed (rc={}): {}".format(doing, args[0], rc, (err or out or "").strip()),
                     cmd=args, rc=rc, stderr=err)
     return out
 
@@ -30,45 +30,44 @@ def _run(run, args, doing, error=KvmfleetError):
 def image_info(run, path, fmt=None):
     """``qemu-img info`` as a dict; ImageError naming the path when it is missing or unreadable."""
     if not os.path.isfile(path):
-        raise ImageError("base image %s does not exist" % path, path=path)
+        raise ImageError(f"base image {path} does not exist", path=path)
     args = ["qemu-img", "info", "--output=json", "--force-share"]
     if fmt:
         args += ["-f", fmt]
-    out = _run(run, args + [path], "inspect image %s" % path, ImageError)
+    out = _run(run, args + [path], f"inspect image {path}", ImageError)
     try:
         return json.loads(out)
     except ValueError as exc:
-        raise ImageError("inspect image %s: qemu-img printed no JSON: %s" % (path, exc), path=path) from exc
+        raise ImageError(f"inspect image {path}: qemu-img printed no JSON: {exc}", path=path) from exc
 
 
 def base_image(run, path):
     """Format and virtual size of a base image; refuse images that themselves have a backing file."""
     info = image_info(run, path)
     if info.get("backing-filename") or info.get("full-backing-filename"):
-        raise ImageError("base image %s has a backing file (%s); base images must be standalone"
-                         % (path, info.get("backing-filename")), path=path)
+        raise ImageError("base image {} has a backing file ({}); base images must be standalone".format(path, info.get("backing-filename")), path=path)
     fmt = info.get("format")
     if fmt not in ("qcow2", "raw"):
-        raise ImageError("base image %s has format %r; qcow2 or raw is needed" % (path, fmt), path=path)
+        raise ImageError(f"base image {path} has format {fmt!r}; qcow2 or raw is needed", path=path)
     return {"path": path, "format": fmt, "virtual_size": int(info.get("virtual-size") or 0)}
 
 
 def create_overlay(run, base_path, base_format, path, size_bytes):
     """A qcow2 overlay at ``path`` backed by ``base_path`` with virtual size ``size_bytes``."""
     _run(run, ["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", base_path, path,
-               str(int(size_bytes))], "create root disk %s" % path)
+               str(int(size_bytes))], f"create root disk {path}")
 
 
 def create_empty(run, path, size_gb, fmt="qcow2"):
     """An empty disk image at ``path`` of ``size_gb`` GiB."""
-    _run(run, ["qemu-img", "create", "-q", "-f", fmt, path, "%dG" % int(size_gb)], "create disk %s" % path)
+    _run(run, ["qemu-img", "create", "-q", "-f", fmt, path, f"{int(size_gb)}G"], f"create disk {path}")
 
 
 def seed_files(hostname, instance_id, user_data):
     """File name -> content of a NoCloud seed. Names are validated, so the YAML needs no quoting."""
     validate_name(instance_id, "config_drive instance_id")
     validate_name(hostname, "config_drive hostname")
-    meta = "instance-id: %s\nlocal-hostname: %s\n" % (instance_id, hostname)
+    meta = f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n"
     return {"meta-data": meta, "user-data": user_data or ""}
 
 
@@ -86,12 +85,12 @@ def create_seed(run, path, hostname, instance_id, user_data, which=shutil.which)
             names.append(full)
         if which("genisoimage"):
             _run(run, ["genisoimage", "-quiet", "-output", path, "-volid", SEED_LABEL, "-joliet", "-rock"]
-                 + names, "create seed %s" % path)
+                 + names, f"create seed {path}")
         elif which("mkfs.vfat") and which("mcopy"):
-            _run(run, ["mkfs.vfat", "-n", SEED_LABEL, "-C", path, "1024"], "create seed %s" % path)
-            _run(run, ["mcopy", "-oi", path] + names + ["::"], "copy seed files into %s" % path)
+            _run(run, ["mkfs.vfat", "-n", SEED_LABEL, "-C", path, "1024"], f"create seed {path}")
+            _run(run, ["mcopy", "-oi", path] + names + ["::"], f"copy seed files into {path}")
         else:
-            raise KvmfleetError("create seed %s: neither genisoimage nor mkfs.vfat+mcopy is installed" % path)
+            raise KvmfleetError(f"create seed {path}: neither genisoimage nor mkfs.vfat+mcopy is installed")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     os.chmod(path, 0o644)

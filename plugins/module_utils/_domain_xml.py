@@ -19,8 +19,8 @@ import xml.etree.ElementTree as ET
 from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import ValidationError
 from ansible_collections.kvmfleet.compute.plugins.module_utils._metadata import (
     build_metadata_element,
-    find_metadata_element,
     element_to_metadata,
+    find_metadata_element,
 )
 from ansible_collections.kvmfleet.compute.plugins.module_utils._validate import (
     validate_abs_path,
@@ -55,7 +55,7 @@ def disk_target(bus, index):
 
 def _positive_int(value, what):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError("%s must be a positive integer, got %r" % (what, value), what=what)
+        raise ValidationError(f"{what} must be a positive integer, got {value!r}", what=what)
     return value
 
 
@@ -65,24 +65,24 @@ def validate_spec(spec):
     if spec.get("uuid") is not None:
         validate_uuid(spec["uuid"], "domain uuid")
     if spec.get("virt_type") not in VIRT_TYPES:
-        raise ValidationError("virt_type must be one of %s, got %r" % (", ".join(VIRT_TYPES), spec.get("virt_type")))
+        raise ValidationError("virt_type must be one of {}, got {!r}".format(", ".join(VIRT_TYPES), spec.get("virt_type")))
     validate_name(spec.get("arch") or "x86_64", "arch")
     if spec.get("machine") is not None:
         validate_name(spec["machine"], "machine type")
     _positive_int(spec.get("vcpus"), "vcpus")
     _positive_int(spec.get("memory_mb"), "memory_mb")
     for i, disk in enumerate(spec.get("disks") or []):
-        validate_abs_path(disk.get("path"), "path of disk %d" % i)
+        validate_abs_path(disk.get("path"), f"path of disk {i}")
         if disk.get("format", "qcow2") not in DISK_FORMATS:
-            raise ValidationError("format of disk %d must be one of %s" % (i, ", ".join(DISK_FORMATS)))
+            raise ValidationError(f"format of disk {i} must be one of {', '.join(DISK_FORMATS)}")
         if disk.get("bus", "virtio") not in DISK_BUSES:
-            raise ValidationError("bus of disk %d must be one of %s" % (i, ", ".join(sorted(DISK_BUSES))))
+            raise ValidationError(f"bus of disk {i} must be one of {', '.join(sorted(DISK_BUSES))}")
     for i, nic in enumerate(spec.get("nics") or []):
-        validate_name(nic.get("network"), "network name of nic %d" % i)
+        validate_name(nic.get("network"), f"network name of nic {i}")
         if nic.get("mac") is not None:
-            validate_mac(nic["mac"], "MAC address of nic %d" % i)
+            validate_mac(nic["mac"], f"MAC address of nic {i}")
         if nic.get("model", "virtio") not in NIC_MODELS:
-            raise ValidationError("model of nic %d must be one of %s" % (i, ", ".join(NIC_MODELS)))
+            raise ValidationError(f"model of nic {i} must be one of {', '.join(NIC_MODELS)}")
     if spec.get("serial_log") is not None:
         validate_abs_path(spec["serial_log"], "serial log path")
 
@@ -161,7 +161,7 @@ def _to_mib(elem):
     if elem is None or not (elem.text or "").strip():
         return None
     unit = (elem.get("unit") or "KiB").lower()
-    return int(round(int(elem.text.strip()) * _UNITS_TO_MIB.get(unit, 1.0 / 1024)))
+    return round(int(elem.text.strip()) * _UNITS_TO_MIB.get(unit, 1.0 / 1024))
 
 
 def _children(elem):

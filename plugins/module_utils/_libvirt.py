@@ -50,7 +50,7 @@ if HAS_LIBVIRT:
     libvirt.registerErrorHandler(_silence, None)
 
 
-class libvirt_errors(contextlib.ContextDecorator):  # noqa: N801 - reads as a verb phrase at call sites
+class libvirt_errors(contextlib.ContextDecorator):
     """Turn ``libvirt.libvirtError`` into ``KvmfleetError("<doing>: <libvirt message>")``.
 
     Usable as ``with libvirt_errors("start domain web1"):`` or as ``@libvirt_errors("list domains")``.
@@ -69,7 +69,7 @@ class libvirt_errors(contextlib.ContextDecorator):  # noqa: N801 - reads as a ve
         code = exc.get_error_code()
         message = exc.get_error_message() or str(exc)
         cls = DomainNotFound if code == ERR_NO_DOMAIN else KvmfleetError
-        raise cls("%s: %s" % (self.doing, message), libvirt_error_code=code) from exc
+        raise cls(f"{self.doing}: {message}", libvirt_error_code=code) from exc
 
 
 def require_libvirt():
@@ -81,10 +81,10 @@ def require_libvirt():
 def connect(uri=DEFAULT_URI):
     """Open a read-write connection to ``uri``."""
     require_libvirt()
-    with libvirt_errors("connect to %s" % uri):
+    with libvirt_errors(f"connect to {uri}"):
         conn = libvirt.open(uri)
     if conn is None:  # old bindings returned None instead of raising
-        raise KvmfleetError("connect to %s: libvirt returned no connection" % uri)
+        raise KvmfleetError(f"connect to {uri}: libvirt returned no connection")
     return conn
 
 
@@ -99,7 +99,7 @@ def close(conn):
 def lookup_domain(conn, name):
     """The domain called ``name``, or None when there is none."""
     try:
-        with libvirt_errors("look up domain %s" % name):
+        with libvirt_errors(f"look up domain {name}"):
             return conn.lookupByName(name)
     except DomainNotFound:
         return None
@@ -109,7 +109,7 @@ def get_domain(conn, name):
     """The domain called ``name``; raise DomainNotFound when there is none."""
     dom = lookup_domain(conn, name)
     if dom is None:
-        raise DomainNotFound("domain %s does not exist" % name, name=name)
+        raise DomainNotFound(f"domain {name} does not exist", name=name)
     return dom
 
 
@@ -119,7 +119,7 @@ def state_name(num):
 
 def domain_state(dom):
     """The power state as we name it: libvirt's state, or 'suspended' for shut off with a managed save."""
-    with libvirt_errors("read state of domain %s" % dom.name()):
+    with libvirt_errors(f"read state of domain {dom.name()}"):
         num, _reason = dom.state()
         name = state_name(num)
         if name == "shutoff" and dom.hasManagedSaveImage(0):

@@ -28,11 +28,11 @@ KNOWN_KEYS = ("uuid", "name", "project", "flavor", "image", "server_group", "cre
 ET.register_namespace(PREFIX, NAMESPACE)
 
 _KEY_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
-_ROOT = "{%s}%s" % (NAMESPACE, ROOT_TAG)
+_ROOT = f"{{{NAMESPACE}}}{ROOT_TAG}"
 
 
 def _q(tag):
-    return "{%s}%s" % (NAMESPACE, tag)
+    return f"{{{NAMESPACE}}}{tag}"
 
 
 def _text(value, key):
@@ -40,8 +40,7 @@ def _text(value, key):
         return "true" if value else "false"
     if isinstance(value, (str, int, float)):
         return str(value)
-    raise ValidationError("metadata value for %r must be a string, number, boolean or list of those; got %s"
-                          % (key, type(value).__name__), key=key)
+    raise ValidationError(f"metadata value for {key!r} must be a string, number, boolean or list of those; got {type(value).__name__}", key=key)
 
 
 def normalise_metadata(meta):
@@ -49,8 +48,8 @@ def normalise_metadata(meta):
     out = {}
     for key, value in (meta or {}).items():
         if not isinstance(key, str) or not _KEY_RE.match(key):
-            raise ValidationError("metadata key %r is not valid: use letters, digits, '_' or '-', "
-                                  "starting with a letter or '_', at most 64 characters" % (key,), key=repr(key))
+            raise ValidationError(f"metadata key {key!r} is not valid: use letters, digits, '_' or '-', "
+                                  "starting with a letter or '_', at most 64 characters", key=repr(key))
         if value is None:
             continue
         if isinstance(value, (list, tuple)):
@@ -84,7 +83,7 @@ def element_to_metadata(elem):
     """Parse a <kvmfleet:instance> element into a dict."""
     meta = {}
     for child in elem:
-        if not child.tag.startswith("{%s}" % NAMESPACE):
+        if not child.tag.startswith(f"{{{NAMESPACE}}}"):
             continue
         key = child.tag.split("}", 1)[1]
         if child.get("type") == "list":

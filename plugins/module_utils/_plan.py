@@ -63,20 +63,20 @@ def power_steps(current, target):
     ``current`` is a _libvirt.domain_state() name or "absent"; returns [(action, state_after), ...].
     """
     if target not in TRANSITIONS:
-        raise InvalidState("unknown target state %r" % target)
+        raise InvalidState(f"unknown target state {target!r}")
     steps = []
     state = current
     while True:
         action = TRANSITIONS[target].get(state)
         if action is None:
             if state in ("nostate", "unknown"):
-                raise InvalidState("domain is in state %r; cannot bring it to %s" % (state, target),
+                raise InvalidState(f"domain is in state {state!r}; cannot bring it to {target}",
                                    state=state)
             return steps
         state = ACTION_RESULT[action]
         steps.append((action, state))
         if len(steps) > _MAX_STEPS:  # a table bug, not a user error
-            raise InvalidState("no way from state %r to %s" % (current, target), state=current)
+            raise InvalidState(f"no way from state {current!r} to {target}", state=current)
 
 
 def config_changes(current, desired):

@@ -22,17 +22,17 @@ def validate_name(value, what):
     quoting, and can never traverse a path ('.' and '..' start with a dot).
     """
     if not isinstance(value, str):
-        raise ValidationError("%s must be a string, got %r" % (what, value), value=repr(value), what=what)
+        raise ValidationError(f"{what} must be a string, got {value!r}", value=repr(value), what=what)
     if not value:
-        raise ValidationError("%s must not be empty" % what, value=value, what=what)
+        raise ValidationError(f"{what} must not be empty", value=value, what=what)
     if len(value) > NAME_MAX_LEN:
         raise ValidationError(
-            "%s %r is %d characters long; at most %d are allowed" % (what, value, len(value), NAME_MAX_LEN),
+            f"{what} {value!r} is {len(value)} characters long; at most {NAME_MAX_LEN} are allowed",
             value=value, what=what)
     if not _NAME_RE.match(value):
         raise ValidationError(
-            "%s %r is not a valid name: use 1-%d characters of A-Z a-z 0-9 . _ - "
-            "not starting with '-' or '.'" % (what, value, NAME_MAX_LEN),
+            f"{what} {value!r} is not a valid name: use 1-{NAME_MAX_LEN} characters of A-Z a-z 0-9 . _ - "
+            "not starting with '-' or '.'",
             value=value, what=what)
     return value
 
@@ -40,7 +40,7 @@ def validate_name(value, what):
 def validate_mac(value, what="MAC address"):
     """Return the MAC address in lower case, or raise."""
     if not isinstance(value, str) or not _MAC_RE.match(value.lower()):
-        raise ValidationError("%s %r is not a MAC address like 52:54:00:12:34:56" % (what, value),
+        raise ValidationError(f"{what} {value!r} is not a MAC address like 52:54:00:12:34:56",
                               value=repr(value), what=what)
     return value.lower()
 
@@ -48,7 +48,7 @@ def validate_mac(value, what="MAC address"):
 def validate_uuid(value, what="uuid"):
     """Return the UUID in canonical lower-case form, or raise."""
     if not isinstance(value, str) or not _UUID_RE.match(value.lower()):
-        raise ValidationError("%s %r is not a UUID like 6f1c7a4e-0b5f-4a8e-9a7e-0123456789ab" % (what, value),
+        raise ValidationError(f"{what} {value!r} is not a UUID like 6f1c7a4e-0b5f-4a8e-9a7e-0123456789ab",
                               value=repr(value), what=what)
     return value.lower()
 
@@ -56,11 +56,11 @@ def validate_uuid(value, what="uuid"):
 def validate_abs_path(value, what):
     """Return a normalised absolute path without '..' components, or raise."""
     if not isinstance(value, str) or not value:
-        raise ValidationError("%s must be a non-empty absolute path" % what, value=repr(value), what=what)
+        raise ValidationError(f"{what} must be a non-empty absolute path", value=repr(value), what=what)
     if not value.startswith("/"):
-        raise ValidationError("%s %r must be an absolute path" % (what, value), value=value, what=what)
+        raise ValidationError(f"{what} {value!r} must be an absolute path", value=value, what=what)
     if "\x00" in value or any(part == ".." for part in value.split("/")):
-        raise ValidationError("%s %r must not contain '..' or NUL" % (what, value), value=value, what=what)
+        raise ValidationError(f"{what} {value!r} must not contain '..' or NUL", value=value, what=what)
     return os.path.normpath(value)
 
 

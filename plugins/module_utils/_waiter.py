@@ -41,7 +41,7 @@ def wait(conn, name, predicate, timeout, interval=0.25, clock=time.monotonic, sl
     """
     if isinstance(predicate, str):
         if predicate not in PREDICATES:
-            raise ValidationError("no wait predicate for state %r" % predicate)
+            raise ValidationError(f"no wait predicate for state {predicate!r}")
         wanted, check = predicate, PREDICATES[predicate]
     else:
         wanted, check = getattr(predicate, "__name__", "condition"), predicate
@@ -52,6 +52,5 @@ def wait(conn, name, predicate, timeout, interval=0.25, clock=time.monotonic, sl
             return state
         remaining = deadline - clock()
         if remaining <= 0:
-            raise WaitTimeout("timed out after %ss waiting for domain %s to be %s; it is %s"
-                              % (timeout, name, wanted, state), last_state=state, name=name)
+            raise WaitTimeout(f"timed out after {timeout}s waiting for domain {name} to be {wanted}; it is {state}", last_state=state, name=name)
         sleep(min(interval, remaining))

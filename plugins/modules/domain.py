@@ -281,7 +281,6 @@ import time
 import uuid as uuidlib
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.kvmfleet.compute.plugins.module_utils._disks import (
     GIB,
     base_image,
@@ -312,10 +311,10 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._libvirt import (
     lookup_domain,
 )
 from ansible_collections.kvmfleet.compute.plugins.module_utils._metadata import (
-    metadata_xml,
-    normalise_metadata,
     NAMESPACE,
     PREFIX,
+    metadata_xml,
+    normalise_metadata,
 )
 from ansible_collections.kvmfleet.compute.plugins.module_utils._plan import (
     ACTIVE_STATES,
@@ -352,12 +351,12 @@ ERR_INVALID_ARG = 8  # a driver without a flag, e.g. START_PAUSED
 def _undefine(dom, name):
     """Undefine with its managed save, snapshot metadata and NVRAM (without NVRAM where a driver lacks it)."""
     try:
-        with libvirt_errors("undefine domain %s" % name):
+        with libvirt_errors(f"undefine domain {name}"):
             dom.undefineFlags(UNDEFINE_FLAGS)
     except KvmfleetError as exc:
         if exc.details.get("libvirt_error_code") != ERR_INVALID_ARG:
             raise
-        with libvirt_errors("undefine domain %s" % name):
+        with libvirt_errors(f"undefine domain {name}"):
             dom.undefineFlags(UNDEFINE_FLAGS & ~UNDEFINE_NVRAM)
 
 
@@ -374,7 +373,7 @@ class DomainParams:
         for field in ("vcpus", "memory_mb"):
             value = getattr(self, field)
             if value is not None and value < 1:
-                raise ValidationError("%s must be at least 1, got %d" % (field, value))
+                raise ValidationError(f"{field} must be at least 1, got {value}")
         self.virt_type = params["virt_type"]
         self.arch = validate_name(params["arch"], "arch")
         self.machine = validate_name(params["machine"], "machine type") if params.get("machine") else None
@@ -387,20 +386,20 @@ class DomainParams:
         self.disks = []
         for i, disk in enumerate(params.get("disks") or []):
             if disk["size_gb"] < 1:
-                raise ValidationError("size_gb of disk %d must be at least 1" % i)
+                raise ValidationError(f"size_gb of disk {i} must be at least 1")
             self.disks.append({"size_gb": disk["size_gb"], "bus": disk.get("bus") or "virtio"})
         self.nics = []
         for i, nic in enumerate(params.get("nics") or []):
             self.nics.append({
-                "network": validate_name(nic["network"], "network name of nic %d" % i),
-                "mac": validate_mac(nic["mac"], "MAC address of nic %d" % i) if nic.get("mac") else None,
+                "network": validate_name(nic["network"], f"network name of nic {i}"),
+                "mac": validate_mac(nic["mac"], f"MAC address of nic {i}") if nic.get("mac") else None,
                 "model": nic.get("model") or "virtio",
             })
         self.config_drive = params.get("config_drive")
         if self.config_drive is not None:
             for key in ("hostname", "instance_id"):
                 if self.config_drive.get(key) is not None:
-                    validate_name(self.config_drive[key], "config_drive %s" % key)
+                    validate_name(self.config_drive[key], f"config_drive {key}")
         self.metadata = normalise_metadata(params.get("metadata") or {})
         self.metadata.pop("disks", None)
         self.serial_log = params["serial_log"]
@@ -419,7 +418,7 @@ class DomainParams:
             path = os.path.join(self.images_dir, validate_name(image, "root_disk image file name"))
         size_gb = root.get("size_gb")
         if size_gb is not None and size_gb < 1:
-            raise ValidationError("root_disk size_gb must be at least 1, got %d" % size_gb)
+            raise ValidationError(f"root_disk size_gb must be at least 1, got {size_gb}")
         return {"image": image, "path": path, "size_gb": size_gb}
 
 
@@ -474,7 +473,7 @@ class DomainManager:
     # -- reading -------------------------------------------------------------------------------------
 
     def _read(self, dom, inactive=False):
-        with libvirt_errors("read definition of domain %s" % self.p.name):
+        with libvirt_errors(f"read definition of domain {self.p.name}"):
             return parse_domain_xml(dom.XMLDesc(XML_INACTIVE if inactive else 0))
 
     def _host_memory_mb(self):
@@ -485,14 +484,14 @@ class DomainManager:
         if self.p.memory_mb is not None:
             total = self._host_memory_mb()
             if self.p.memory_mb > total:
-                raise ValidationError("memory_mb %d is more than the host's total memory (%d MiB)"
-                                      % (self.p.memory_mb, total), memory_mb=self.p.memory_mb, host_memory_mb=total)
+                raise ValidationError(f"memory_mb {self.p.memory_mb} is more than the host's total memory ({total} MiB)",
+                                      memory_mb=self.p.memory_mb, host_memory_mb=total)
 
     def _read_running_config(self, dom, state):
         """The configuration in effect: the live XML, or the saved one for a managed save."""
         if state == "suspended":
             try:
-                with libvirt_errors("read managed save of domain %s" % self.p.name):
+                with libvirt_errors(f"read managed save of domain {self.p.name}"):
                     return parse_domain_xml(dom.managedSaveGetXMLDesc(0))
             except KvmfleetError as exc:
                 if exc.details.get("libvirt_error_code") != ERR_NO_SUPPORT:
@@ -520,7 +519,7 @@ class DomainManager:
         ok = False
         try:
             self._create_files(spec, base)
-            with libvirt_errors("define domain %s" % self.p.name):
+            with libvirt_errors(f"define domain {self.p.name}"):
                 dom = self.conn.defineXML(build_domain_xml(spec))
             self._defined = True
             self._apply_power(dom, steps[1:])
@@ -533,38 +532,35 @@ class DomainManager:
     def _creation_plan(self):
         missing = [f for f in ("vcpus", "memory_mb", "root_disk") if getattr(self.p, f) in (None, [])]
         if missing:
-            raise ValidationError("domain %s does not exist; %s required to create it"
-                                  % (self.p.name, " and ".join(missing) + (" are" if len(missing) > 1 else " is")))
+            raise ValidationError("domain {} does not exist; {} required to create it".format(self.p.name, " and ".join(missing) + (" are" if len(missing) > 1 else " is")))
         self._check_memory()
         for nic in self.p.nics:
-            with libvirt_errors("look up network %s for domain %s" % (nic["network"], self.p.name)):
+            with libvirt_errors("look up network {} for domain {}".format(nic["network"], self.p.name)):
                 active = self.conn.networkLookupByName(nic["network"]).isActive()
             if not active:
-                raise InvalidState("network %s is not active; domain %s could not start on it"
-                                   % (nic["network"], self.p.name), network=nic["network"])
+                raise InvalidState("network {} is not active; domain {} could not start on it".format(nic["network"], self.p.name), network=nic["network"])
         base = base_image(self.module.run_command, self.p.root_disk["path"])
         size_bytes = base["virtual_size"]
         if self.p.root_disk["size_gb"] is not None:
             size_bytes = self.p.root_disk["size_gb"] * GIB
             if size_bytes < base["virtual_size"]:
-                raise ValidationError("root_disk size_gb %d is smaller than base image %s (%d bytes)"
-                                      % (self.p.root_disk["size_gb"], base["path"], base["virtual_size"]))
+                raise ValidationError(f"root_disk size_gb {self.p.root_disk['size_gb']} is smaller than base image "
+                                      f"{base['path']} ({base['virtual_size']} bytes)")
         base["root_size"] = size_bytes
         domain_uuid = self.p.uuid or str(uuidlib.uuid4())
         d = self.p.instance_dir
         disks = [{"path": os.path.join(d, "disk"), "format": "qcow2", "bus": "virtio", "kind": "root"}]
         for i, extra in enumerate(self.p.disks):
-            disks.append({"path": os.path.join(d, "disk.eph%d" % i), "format": "qcow2", "bus": extra["bus"],
+            disks.append({"path": os.path.join(d, f"disk.eph{i}"), "format": "qcow2", "bus": extra["bus"],
                           "kind": "empty", "size_gb": extra["size_gb"]})
         if self.p.config_drive is not None:
             disks.append({"path": os.path.join(d, "disk.config"), "format": "raw", "bus": "virtio",
                           "readonly": True, "kind": "seed"})
         for disk in disks:
             if os.path.lexists(disk["path"]):
-                raise InvalidState("refusing to create domain %s: %s already exists and was not made by this run"
-                                   % (self.p.name, disk["path"]), path=disk["path"])
+                raise InvalidState("refusing to create domain {}: {} already exists and was not made by this run".format(self.p.name, disk["path"]), path=disk["path"])
         metadata = {"uuid": domain_uuid, "name": self.p.name, "image": os.path.basename(base["path"]),
-                    "created_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                    "created_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         metadata.update(self.p.metadata)
         metadata["disks"] = [disk["path"] for disk in disks]
         spec = {
@@ -604,17 +600,17 @@ class DomainManager:
             dom = lookup_domain(self.conn, self.p.name)
             if dom is not None:
                 try:
-                    with libvirt_errors("clean up domain %s" % self.p.name):
+                    with libvirt_errors(f"clean up domain {self.p.name}"):
                         if dom.isActive():
                             dom.destroy()
                         _undefine(dom, self.p.name)
                 except KvmfleetError as exc:
-                    self.warnings.append("cleanup left domain %s defined: %s" % (self.p.name, exc))
+                    self.warnings.append(f"cleanup left domain {self.p.name} defined: {exc}")
         for path in self._created_files:
             try:
                 remove_file(path)
             except OSError as exc:
-                self.warnings.append("cleanup could not remove %s: %s" % (path, exc))
+                self.warnings.append(f"cleanup could not remove {path}: {exc}")
         if self._created_dir:
             remove_dir_if_empty(self.p.instance_dir)
 
@@ -624,7 +620,7 @@ class DomainManager:
         config = self._read(dom, inactive=True)
         state = domain_state(dom)
         if self.p.uuid and config["uuid"] != self.p.uuid:
-            raise InvalidState("domain %s exists with uuid %s, not %s" % (self.p.name, config["uuid"], self.p.uuid),
+            raise InvalidState("domain {} exists with uuid {}, not {}".format(self.p.name, config["uuid"], self.p.uuid),
                                uuid=config["uuid"])
         changes = config_changes(config, {"vcpus": self.p.vcpus, "memory_mb": self.p.memory_mb})
         if "memory_mb" in changes:
@@ -653,7 +649,7 @@ class DomainManager:
             xml = dom.XMLDesc(XML_INACTIVE)
             new_xml = update_config_xml(xml, vcpus=self.p.vcpus if "vcpus" in changes else None,
                                         memory_mb=self.p.memory_mb if "memory_mb" in changes else None)
-            with libvirt_errors("update definition of domain %s" % self.p.name):
+            with libvirt_errors(f"update definition of domain {self.p.name}"):
                 dom = self.conn.defineXML(new_xml)
         if new_meta is not None:
             self._set_metadata(dom, new_meta)
@@ -665,17 +661,17 @@ class DomainManager:
 
     def _warn_unmanaged_differences(self, config):
         if self.p.nics and [n["network"] for n in self.p.nics] != [n["network"] for n in config["nics"]]:
-            self.warnings.append("nics of existing domain %s differ from the request; this module does not "
-                                 "change the NICs of an existing domain" % self.p.name)
+            self.warnings.append(f"nics of existing domain {self.p.name} differ from the request; this module does not "
+                                 "change the NICs of an existing domain")
         if self.p.disks:
             have = len([d for d in config["disks"] if not d["readonly"]]) - 1
             if have != len(self.p.disks):
-                self.warnings.append("domain %s has %d extra disks, %d requested; this module does not change "
-                                     "the disks of an existing domain" % (self.p.name, max(have, 0), len(self.p.disks)))
+                self.warnings.append(f"domain {self.p.name} has {max(have, 0)} extra disks, {len(self.p.disks)} "
+                                     "requested; this module does not change the disks of an existing domain")
 
     def _set_metadata(self, dom, meta):
         flags = AFFECT_CONFIG | (AFFECT_LIVE if dom.isActive() else 0)
-        with libvirt_errors("set metadata of domain %s" % self.p.name):
+        with libvirt_errors(f"set metadata of domain {self.p.name}"):
             dom.setMetadata(META_ELEMENT, metadata_xml(meta), PREFIX, NAMESPACE, flags)
 
     def _remove(self, dom):
@@ -694,7 +690,7 @@ class DomainManager:
         dirs = set()
         for path in owned:
             if path_inside(path, self.p.images_dir):
-                self.warnings.append("not removing %s: it is inside the image cache" % path)
+                self.warnings.append(f"not removing {path}: it is inside the image cache")
                 continue
             if remove_file(path):
                 dirs.add(os.path.dirname(path))
@@ -716,7 +712,7 @@ class DomainManager:
                 wait_for(self.conn, self.p.name, expected, self.p.timeout)
 
     def _call(self, doing, func, *args):
-        with libvirt_errors("%s domain %s" % (doing, self.p.name)):
+        with libvirt_errors(f"{doing} domain {self.p.name}"):
             return func(*args)
 
     def _do_define(self, dom):
@@ -768,8 +764,7 @@ class DomainManager:
         except WaitTimeout as exc:
             if not self.p.force_stop:
                 raise
-            self.warnings.append("domain %s did not shut down within %ss (%s); destroyed it"
-                                 % (self.p.name, self.p.stop_timeout, exc.last_state))
+            self.warnings.append(f"domain {self.p.name} did not shut down within {self.p.stop_timeout}s ({exc.last_state}); destroyed it")
             if domain_state(dom) != "shutoff":
                 self._do_destroy(dom)
 
@@ -784,8 +779,7 @@ class DomainManager:
                 return wait_for(self.conn, self.p.name, "shutoff", max(0, min(SHUTDOWN_RETRY_INTERVAL, remaining)))
             except WaitTimeout as exc:
                 if deadline - time.monotonic() <= 0:
-                    raise WaitTimeout("timed out after %ss waiting for domain %s to shut down; it is %s"
-                                      % (self.p.stop_timeout, self.p.name, exc.last_state),
+                    raise WaitTimeout(f"timed out after {self.p.stop_timeout}s waiting for domain {self.p.name} to shut down; it is {exc.last_state}",
                                       last_state=exc.last_state, name=self.p.name) from exc
                 if exc.last_state == "running":
                     self._call("shut down", dom.shutdown)
@@ -793,37 +787,37 @@ class DomainManager:
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            uuid=dict(type="str"),
-            uri=dict(type="str", default="qemu:///system"),
-            state=dict(type="str", default="running",
-                       choices=["present", "running", "stopped", "paused", "suspended", "absent"]),
-            vcpus=dict(type="int"),
-            memory_mb=dict(type="int"),
-            virt_type=dict(type="str", default="kvm", choices=["kvm", "qemu"]),
-            arch=dict(type="str", default="x86_64"),
-            machine=dict(type="str"),
-            root_disk=dict(type="dict", options=dict(image=dict(type="str", required=True),
-                                                     size_gb=dict(type="int"))),
-            disks=dict(type="list", elements="dict", options=dict(
-                size_gb=dict(type="int", required=True),
-                bus=dict(type="str", default="virtio", choices=["virtio", "sata", "scsi"]))),
-            nics=dict(type="list", elements="dict", options=dict(
-                network=dict(type="str", required=True), mac=dict(type="str"),
-                model=dict(type="str", default="virtio", choices=["virtio", "e1000", "e1000e", "rtl8139"]))),
-            config_drive=dict(type="dict", options=dict(hostname=dict(type="str"), instance_id=dict(type="str"),
-                                                        user_data=dict(type="str", no_log=True))),
-            metadata=dict(type="dict"),
-            serial_log=dict(type="bool", default=True),
-            vnc=dict(type="bool", default=True),
-            images_dir=dict(type="path", default="/var/lib/libvirt/kvmfleet/images"),
-            instances_dir=dict(type="path", default="/var/lib/libvirt/kvmfleet/instances"),
-            force_stop=dict(type="bool", default=True),
-            stop_timeout=dict(type="int", default=60),
-            wait=dict(type="bool", default=True),
-            timeout=dict(type="int", default=120),
-        ),
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "uuid": {"type": "str"},
+            "uri": {"type": "str", "default": "qemu:///system"},
+            "state": {"type": "str", "default": "running",
+                       "choices": ["present", "running", "stopped", "paused", "suspended", "absent"]},
+            "vcpus": {"type": "int"},
+            "memory_mb": {"type": "int"},
+            "virt_type": {"type": "str", "default": "kvm", "choices": ["kvm", "qemu"]},
+            "arch": {"type": "str", "default": "x86_64"},
+            "machine": {"type": "str"},
+            "root_disk": {"type": "dict", "options": {"image": {"type": "str", "required": True},
+                                                     "size_gb": {"type": "int"}}},
+            "disks": {"type": "list", "elements": "dict", "options": {
+                "size_gb": {"type": "int", "required": True},
+                "bus": {"type": "str", "default": "virtio", "choices": ["virtio", "sata", "scsi"]}}},
+            "nics": {"type": "list", "elements": "dict", "options": {
+                "network": {"type": "str", "required": True}, "mac": {"type": "str"},
+                "model": {"type": "str", "default": "virtio", "choices": ["virtio", "e1000", "e1000e", "rtl8139"]}}},
+            "config_drive": {"type": "dict", "options": {"hostname": {"type": "str"}, "instance_id": {"type": "str"},
+                                                        "user_data": {"type": "str", "no_log": True}}},
+            "metadata": {"type": "dict"},
+            "serial_log": {"type": "bool", "default": True},
+            "vnc": {"type": "bool", "default": True},
+            "images_dir": {"type": "path", "default": "/var/lib/libvirt/kvmfleet/images"},
+            "instances_dir": {"type": "path", "default": "/var/lib/libvirt/kvmfleet/instances"},
+            "force_stop": {"type": "bool", "default": True},
+            "stop_timeout": {"type": "int", "default": 60},
+            "wait": {"type": "bool", "default": True},
+            "timeout": {"type": "int", "default": 120},
+        },
         supports_check_mode=True,
     )
     if not HAS_LIBVIRT:

@@ -99,7 +99,6 @@ domains:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.kvmfleet.compute.plugins.module_utils._domain_xml import parse_domain_xml
 from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import DomainNotFound, KvmfleetError
 from ansible_collections.kvmfleet.compute.plugins.module_utils._libvirt import (
@@ -161,11 +160,11 @@ class DomainInfoManager:
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str"),
-            all=dict(type="bool", default=False),
-            uri=dict(type="str", default="qemu:///system"),
-        ),
+        argument_spec={
+            "name": {"type": "str"},
+            "all": {"type": "bool", "default": False},
+            "uri": {"type": "str", "default": "qemu:///system"},
+        },
         supports_check_mode=True,
     )
     if not HAS_LIBVIRT:

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from ansible_collections.kvmfleet.compute.plugins.module_utils._disks import (
     GIB,
     base_image,

@@ -5,9 +5,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from conftest import CASES, case_params
-
 from ansible_collections.kvmfleet.compute.plugins.module_utils._domain_xml import (
     build_domain_xml,
     disk_target,
@@ -15,6 +12,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._domain_xml impor
     update_config_xml,
 )
 from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import ValidationError
+from conftest import CASES, case_params
 
 
 @pytest.mark.parametrize("case", case_params("domain_xml"))

@@ -8,13 +8,13 @@ import pytest
 
 libvirt = pytest.importorskip("libvirt")
 
-from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import (  # noqa: E402
+from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import (
     DomainNotFound,
     KvmfleetError,
     ValidationError,
     WaitTimeout,
 )
-from ansible_collections.kvmfleet.compute.plugins.module_utils._libvirt import (  # noqa: E402
+from ansible_collections.kvmfleet.compute.plugins.module_utils._libvirt import (
     STATE,
     connect,
     domain_state,
@@ -22,7 +22,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._libvirt import (
     libvirt_errors,
     lookup_domain,
 )
-from ansible_collections.kvmfleet.compute.plugins.module_utils._waiter import observe, wait  # noqa: E402
+from ansible_collections.kvmfleet.compute.plugins.module_utils._waiter import observe, wait
 
 URI = "test:///default"
 
@@ -36,9 +36,9 @@ def conn():
 
 @pytest.fixture
 def dom(conn):
-    name = "kf-unit-%s" % uuid.uuid4().hex[:8]
-    d = conn.defineXML("<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory>"
-                       "<os><type>hvm</type></os></domain>" % name)
+    name = f"kf-unit-{uuid.uuid4().hex[:8]}"
+    d = conn.defineXML(f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>"
+                       "<os><type>hvm</type></os></domain>")
     yield d
     if d.isActive():
         d.destroy()
@@ -50,9 +50,8 @@ def test_state_names():
 
 
 def test_libvirt_errors_as_context_manager_names_what_we_were_doing(conn):
-    with pytest.raises(KvmfleetError) as info:
-        with libvirt_errors("start domain web1"):
-            conn.networkLookupByName("no-such-network")
+    with pytest.raises(KvmfleetError) as info, libvirt_errors("start domain web1"):
+        conn.networkLookupByName("no-such-network")
     assert info.value.msg.startswith("start domain web1: ")
     assert "no-such-network" in info.value.msg
     assert isinstance(info.value.__cause__, libvirt.libvirtError)
@@ -68,9 +67,8 @@ def test_libvirt_errors_as_decorator(conn):
 
 
 def test_other_exceptions_pass_through_unchanged():
-    with pytest.raises(ZeroDivisionError):
-        with libvirt_errors("divide"):
-            _ = 1 / 0
+    with pytest.raises(ZeroDivisionError), libvirt_errors("divide"):
+        _ = 1 / 0
 
 
 def test_missing_domain(conn):

@@ -3,9 +3,6 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-
-from conftest import case_params
-
 from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import ValidationError
 from ansible_collections.kvmfleet.compute.plugins.module_utils._metadata import (
     NAMESPACE,
@@ -14,6 +11,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._metadata import 
     metadata_xml,
     parse_metadata,
 )
+from conftest import case_params
 
 
 def _domain_with(meta):
@@ -47,7 +45,7 @@ def test_domain_without_our_metadata_is_not_ours():
 
 def test_standalone_element_declares_the_namespace_with_our_prefix():
     text = ET.tostring(build_metadata_element({"name": "web1"}), encoding="unicode")
-    assert text.startswith("<kvmfleet:instance xmlns:kvmfleet=\"%s\"" % NAMESPACE)
+    assert text.startswith(f"<kvmfleet:instance xmlns:kvmfleet=\"{NAMESPACE}\"")
 
 
 def test_set_metadata_through_libvirt_round_trips():

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
-from conftest import case_params
-
 from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import InvalidState
 from ansible_collections.kvmfleet.compute.plugins.module_utils._plan import (
     TARGET_STATES,
@@ -14,6 +11,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._plan import (
     power_steps,
     state_reached,
 )
+from conftest import case_params
 
 
 @pytest.mark.parametrize("case", case_params("power_steps"))

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
-from conftest import case_params
-
 from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import ValidationError
 from ansible_collections.kvmfleet.compute.plugins.module_utils._validate import (
     path_inside,
@@ -12,6 +9,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._validate import 
     validate_name,
     validate_uuid,
 )
+from conftest import case_params
 
 
 @pytest.mark.parametrize("case", case_params("names", "good-*.json"))

@@ -23,10 +23,9 @@ if str(COLLECTIONS) not in sys.path:
 libvirt = pytest.importorskip("libvirt")
 pytestmark = pytest.mark.skipif(not shutil.which("qemu-img"), reason="qemu-img not installed")
 
-from ansible.module_utils.testing import patch_module_args  # noqa: E402
-
-from ansible_collections.kvmfleet.compute.plugins.module_utils._metadata import parse_metadata  # noqa: E402
-from ansible_collections.kvmfleet.compute.plugins.modules import domain  # noqa: E402
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.kvmfleet.compute.plugins.module_utils._metadata import parse_metadata
+from ansible_collections.kvmfleet.compute.plugins.modules import domain
 
 URI = "test:///default"
 
@@ -61,7 +60,7 @@ def host(tmp_path):
 
 @pytest.fixture
 def name():
-    n = "kf-unit-%s" % uuid.uuid4().hex[:8]
+    n = f"kf-unit-{uuid.uuid4().hex[:8]}"
     yield n
     conn = libvirt.open(URI)
     try:
@@ -218,7 +217,7 @@ def test_missing_base_image_fails_naming_the_path_and_leaves_nothing(host, name,
 def test_failure_after_disks_are_made_removes_them(host, name, capsys):
     # defining fails for real: the uuid belongs to another domain (the test driver's 'test' domain)
     res = run_module(domain, spec(host, name, uuid=TEST_DRIVER_DOMAIN_UUID), capsys)
-    assert res["failed"] and res["msg"].startswith("define domain %s: " % name), res
+    assert res["failed"] and res["msg"].startswith(f"define domain {name}: "), res
     assert libvirt_dom(name) is None
     assert list(host["instances"].iterdir()) == []
 

@@ -15,10 +15,9 @@ if str(COLLECTIONS) not in sys.path:
 
 libvirt = pytest.importorskip("libvirt")
 
-from ansible.module_utils.testing import patch_module_args  # noqa: E402
-
-from ansible_collections.kvmfleet.compute.plugins.module_utils._domain_xml import build_domain_xml  # noqa: E402
-from ansible_collections.kvmfleet.compute.plugins.modules import domain_info  # noqa: E402
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.kvmfleet.compute.plugins.module_utils._domain_xml import build_domain_xml
+from ansible_collections.kvmfleet.compute.plugins.modules import domain_info
 
 URI = "test:///default"
 
@@ -42,12 +41,12 @@ def run_info(args, capsys, check_mode=False):
 
 @pytest.fixture
 def ours():
-    name = "kf-info-%s" % uuid.uuid4().hex[:8]
+    name = f"kf-info-{uuid.uuid4().hex[:8]}"
     conn = libvirt.open(URI)
     dom = conn.defineXML(build_domain_xml({
         "name": name, "uuid": None, "virt_type": "qemu", "vcpus": 2, "memory_mb": 64, "disks": [],
         "nics": [{"network": "default", "mac": "52:54:00:00:00:01", "model": "virtio"}],
-        "serial_log": "/tmp/%s.log" % name, "vnc": True, "metadata": {"name": "my server", "project": "p"}}))
+        "serial_log": f"/tmp/{name}.log", "vnc": True, "metadata": {"name": "my server", "project": "p"}}))
     yield name
     dom.undefine()
     conn.close()
@@ -62,7 +61,7 @@ def test_only_kvmfleet_domains_by_default(ours, capsys):
     assert mine["state"] == "shutoff" and mine["vcpus"] == 2 and mine["memory_mb"] == 64
     assert mine["metadata"] == {"name": "my server", "project": "p"}
     assert mine["nics"] == [{"network": "default", "mac": "52:54:00:00:00:01", "model": "virtio"}]
-    assert mine["console_log"] == "/tmp/%s.log" % ours
+    assert mine["console_log"] == f"/tmp/{ours}.log"
 
 
 def test_all_includes_foreign_domains_sorted(ours, capsys):
