@@ -33,7 +33,8 @@ IMAGE_NAME = "kvmfleet-tiny.qcow2"
 MANIFEST_NAME = "kvmfleet-tiny.inputs.json"
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
-KERNEL_CMDLINE = "console=tty0 console=ttyS0 quiet"
+# cryptomgr.notests: the crypto self-tests cost about half a second under TCG.
+KERNEL_CMDLINE = "console=tty0 console=ttyS0 quiet cryptomgr.notests"
 # Host tools whose versions can change the image; recorded in the manifest.
 TOOL_PACKAGES = ("syslinux", "syslinux-common", "mtools", "dosfstools", "qemu-utils")
 
@@ -48,15 +49,18 @@ class KernelModule:
     name: str
     config: str  # the Kconfig symbol: =y built in (nothing to load), =m a module to load
     required: bool = True
+    # "boot": always loaded; "seed-fallback": loaded only when no seed is found on the boot set
+    # (each costs boot time under TCG, and the kvmfleet domain module puts the seed on virtio).
+    group: str = "boot"
 
 
-# What the guest needs: virtio devices, the ACPI power button (and evdev so acpid sees it), and
-# filesystems and buses a seed disk may come on. No AHCI: the cloud kernel does not have it.
+# What the guest needs: virtio devices, the ACPI power button (and evdev so acpid sees it), the
+# filesystems of a seed disk, and as a fallback the other buses a seed may come on: virtio-scsi and
+# IDE (Nova's default config drive bus). No AHCI/SATA and no LSI SCSI: the cloud kernel has neither.
 MODULES = (
     KernelModule("virtio_pci", "CONFIG_VIRTIO_PCI"),
     KernelModule("virtio_blk", "CONFIG_VIRTIO_BLK"),
     KernelModule("virtio_net", "CONFIG_VIRTIO_NET"),
-    KernelModule("virtio_scsi", "CONFIG_SCSI_VIRTIO", required=False),
     KernelModule("button", "CONFIG_ACPI_BUTTON"),
     KernelModule("evdev", "CONFIG_INPUT_EVDEV"),
     KernelModule("isofs", "CONFIG_ISO9660_FS"),
@@ -64,10 +68,12 @@ MODULES = (
     KernelModule("nls_cp437", "CONFIG_NLS_CODEPAGE_437"),
     KernelModule("nls_ascii", "CONFIG_NLS_ASCII", required=False),
     KernelModule("nls_utf8", "CONFIG_NLS_UTF8", required=False),
-    KernelModule("ata_piix", "CONFIG_ATA_PIIX", required=False),
-    KernelModule("sr_mod", "CONFIG_BLK_DEV_SR", required=False),
-    KernelModule("sd_mod", "CONFIG_BLK_DEV_SD", required=False),
+    KernelModule("virtio_scsi", "CONFIG_SCSI_VIRTIO", required=False, group="seed-fallback"),
+    KernelModule("ata_piix", "CONFIG_ATA_PIIX", required=False, group="seed-fallback"),
+    KernelModule("sr_mod", "CONFIG_BLK_DEV_SR", required=False, group="seed-fallback"),
+    KernelModule("sd_mod", "CONFIG_BLK_DEV_SD", required=False, group="seed-fallback"),
 )
+MODULE_GROUPS = ("boot", "seed-fallback")
 
 
 class TinyImageError(RuntimeError):
@@ -132,39 +138,83 @@ def _sha256_file(path: Path) -> str:
 # packages
 
 
-def _apt_record(package: str) -> dict[str, str]:
-    """The candidate version's record from the apt lists (offline once `apt-get update` has run)."""
-    out = _run(["apt-cache", "show", "--no-all-versions", package], f"look up {package} in the apt lists")
+APT_LISTS = Path("/var/lib/apt/lists")
+APT_CONFIG_DIRS = (Path("/etc/apt/preferences.d"), Path("/etc/apt/sources.list.d"))
+APT_CONFIG_FILES = (Path("/etc/apt/preferences"), Path("/etc/apt/sources.list"))
+
+
+def _apt_show(packages: list[str]) -> dict[str, dict[str, str]]:
+    """Package -> its candidate version's record from the apt lists (offline once `apt-get update` ran)."""
+    out = _run(["apt-cache", "show", "--no-all-versions", *packages],
+               f"look up {', '.join(packages)} in the apt lists")
+    records: dict[str, dict[str, str]] = {}
     record: dict[str, str] = {}
     key = None
-    for line in out.splitlines():
+    for line in out.splitlines() + [""]:
         if not line.strip():
-            if record:
-                break
+            if record.get("Package"):
+                records.setdefault(record["Package"], record)
+            record, key = {}, None
             continue
         if line[0].isspace() and key:
             record[key] += "\n" + line.strip()
             continue
         key, _, value = line.partition(":")
         record[key] = value.strip()
-    if "Version" not in record or "SHA256" not in record:
-        raise TinyImageError(f"apt has no candidate for {package} (run apt-get update?)")
-    return record
+    for package in packages:
+        rec = records.get(package)
+        if rec is None or "Version" not in rec or "SHA256" not in rec:
+            raise TinyImageError(f"apt has no candidate for {package} (run apt-get update?)")
+    return records
 
 
-def _kernel_package() -> str:
-    depends = _apt_record(KERNEL_META_PACKAGE).get("Depends", "")
-    for alternative in re.split(r"[,|]", depends):
-        name = alternative.strip().split(" ", 1)[0]
-        if name.startswith("linux-image-"):
-            return name
-    raise TinyImageError(f"{KERNEL_META_PACKAGE} depends on no linux-image-* package: {depends!r}")
+def _apt_fingerprint() -> str:
+    """Changes whenever `apt-get update` or the apt configuration could change a candidate."""
+    h = hashlib.sha256()
+    files = [p for p in APT_LISTS.glob("*") if p.is_file()] + list(APT_CONFIG_FILES)
+    for d in APT_CONFIG_DIRS:
+        files += d.glob("*") if d.is_dir() else []
+    for p in sorted(files):
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
-def _fetch(package: str, dest: Path) -> Deb:
-    """The candidate .deb of `package` in `dest`, downloaded with apt-get download when missing."""
-    record = _apt_record(package)
-    version, sha256 = record["Version"], record["SHA256"]
+def _resolve_packages() -> dict[str, dict[str, str]]:
+    """Role -> {package, version, sha256} for the kernel meta package, the kernel and busybox.
+
+    `apt-cache` takes seconds per call here, so the answer is kept beside the .debs together with a
+    fingerprint of the apt lists and configuration, and asked again only when that changes.
+    """
+    memo = debs_dir() / ".resolved.json"
+    fingerprint = _apt_fingerprint()
+    try:
+        saved = json.loads(memo.read_text())
+        if saved.get("fingerprint") == fingerprint:
+            return saved["packages"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        pass
+
+    first = _apt_show([KERNEL_META_PACKAGE, BUSYBOX_PACKAGE])
+    depends = first[KERNEL_META_PACKAGE].get("Depends", "")
+    kernel = next((name for name in (alt.strip().split(" ", 1)[0] for alt in re.split(r"[,|]", depends))
+                   if name.startswith("linux-image-")), None)
+    if kernel is None:
+        raise TinyImageError(f"{KERNEL_META_PACKAGE} depends on no linux-image-* package: {depends!r}")
+    records = {**first, **_apt_show([kernel])}
+    roles = {"kernel_meta": KERNEL_META_PACKAGE, "kernel": kernel, "busybox": BUSYBOX_PACKAGE}
+    packages = {role: {"package": name, "version": records[name]["Version"], "sha256": records[name]["SHA256"]}
+                for role, name in roles.items()}
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(memo, json.dumps({"fingerprint": fingerprint, "packages": packages}, indent=2) + "\n")
+    return packages
+
+
+def _fetch(package: str, version: str, sha256: str, dest: Path) -> Deb:
+    """The .deb of `package` `version` in `dest` (checked against the index's sha256), downloaded if missing."""
 
     def find() -> Path | None:
         for candidate in sorted(dest.glob(f"{package}_*.deb")):
@@ -206,11 +256,7 @@ def current_inputs(init_script: Path | None = None) -> tuple[dict, dict[str, Deb
     if not init_script.is_file():
         raise TinyImageError(f"init script {init_script} does not exist")
     dest = debs_dir()
-    debs = {
-        "kernel_meta": _fetch(KERNEL_META_PACKAGE, dest),
-        "kernel": _fetch(_kernel_package(), dest),
-        "busybox": _fetch(BUSYBOX_PACKAGE, dest),
-    }
+    debs = {role: _fetch(p["package"], p["version"], p["sha256"], dest) for role, p in _resolve_packages().items()}
     manifest = {
         "builder_version": BUILDER_VERSION,
         "packages": {role: deb.manifest() for role, deb in debs.items()},
@@ -239,11 +285,13 @@ def _kernel_config(path: Path) -> dict[str, str]:
     return config
 
 
-def module_load_order(config: dict[str, str], modules_dep: str, wanted: Iterable[KernelModule]) -> list[str]:
-    """Module paths (relative to /lib/modules/<version>) to insmod, each after what it depends on.
+def module_load_order(config: dict[str, str], modules_dep: str,
+                      wanted: Iterable[KernelModule]) -> list[tuple[str, str]]:
+    """(group, module path relative to /lib/modules/<version>) to insmod, each after what it depends on.
 
-    A module built into the kernel (=y) needs nothing; a required one that is neither built in nor a
-    module is an error; an optional one is skipped.
+    Groups come in MODULE_GROUPS order and a path appears once, in the first group that needs it.
+    A module built into the kernel (=y) needs nothing; a required one that is neither built in nor
+    a module is an error; an optional one is skipped.
     """
     deps: dict[str, list[str]] = {}
     by_name: dict[str, str] = {}
@@ -254,28 +302,35 @@ def module_load_order(config: dict[str, str], modules_dep: str, wanted: Iterable
         deps[path] = rest.split()
         by_name[Path(path).name.split(".ko")[0].replace("-", "_")] = path
 
-    order: list[str] = []
+    order: list[tuple[str, str]] = []
+    seen: set[str] = set()
 
-    def visit(path: str, trail: tuple[str, ...]) -> None:
-        if path in order:
+    def visit(group: str, path: str, trail: tuple[str, ...]) -> None:
+        if path in seen:
             return
         if path in trail:
             raise TinyImageError(f"module dependency cycle: {' -> '.join(trail + (path,))}")
         for dep in deps.get(path, []):
-            visit(dep, trail + (path,))
-        order.append(path)
+            visit(group, dep, trail + (path,))
+        seen.add(path)
+        order.append((group, path))
 
+    wanted = list(wanted)
     for module in wanted:
-        value = config.get(module.config)
-        if value == "y":
-            continue
-        if value == "m":
-            path = by_name.get(module.name)
-            if path is None:
-                raise TinyImageError(f"{module.config}=m but {module.name}.ko is not in modules.dep")
-            visit(path, ())
-        elif module.required:
-            raise TinyImageError(f"the kernel lacks {module.name}: {module.config} is {value or 'not set'}")
+        if module.group not in MODULE_GROUPS:
+            raise TinyImageError(f"module {module.name} has unknown group {module.group!r}")
+    for group in MODULE_GROUPS:
+        for module in (m for m in wanted if m.group == group):
+            value = config.get(module.config)
+            if value == "y":
+                continue
+            if value == "m":
+                path = by_name.get(module.name)
+                if path is None:
+                    raise TinyImageError(f"{module.config}=m but {module.name}.ko is not in modules.dep")
+                visit(group, path, ())
+            elif module.required:
+                raise TinyImageError(f"the kernel lacks {module.name}: {module.config} is {value or 'not set'}")
     return order
 
 
@@ -326,7 +381,7 @@ class Cpio:
 
 
 def build_initramfs(kernel_root: Path, kernel_version: str, busybox: Path, init_script: Path,
-                    load_order: list[str]) -> bytes:
+                    load_order: list[tuple[str, str]]) -> bytes:
     cpio = Cpio()
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "run", "tmp", "mnt/seed", "etc/kvmfleet",
               "var/log"):
@@ -338,9 +393,9 @@ def build_initramfs(kernel_root: Path, kernel_version: str, busybox: Path, init_
     cpio.file("init", init_script.read_bytes(), 0o755)
     cpio.file("usr/share/udhcpc/default.script", UDHCPC_SCRIPT.read_bytes(), 0o755)
     cpio.file("etc/acpi/PWRF/00000080", POWEROFF_SCRIPT.read_bytes(), 0o755)
-    cpio.file("etc/kvmfleet/modules", "".join(p + "\n" for p in load_order).encode())
+    cpio.file("etc/kvmfleet/modules", "".join(f"{group} {path}\n" for group, path in load_order).encode())
     moddir = kernel_root / "lib" / "modules" / kernel_version
-    for rel in load_order:
+    for _, rel in load_order:
         cpio.file(f"lib/modules/{kernel_version}/{rel}", (moddir / rel).read_bytes())
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9, mtime=0) as gz:

@@ -17,12 +17,15 @@ exec </dev/console >/dev/console 2>&1
 
 say() { echo "kvmfleet-guest: $*"; }
 
-# Modules come listed in dependency order by the builder (modules.dep resolved at build time).
-kver=$(uname -r)
-while read -r mod; do
-    [ -n "$mod" ] || continue
-    insmod "/lib/modules/$kver/$mod" 2>/dev/null || say "insmod failed: $mod"
-done < /etc/kvmfleet/modules
+# Modules come listed as "<group> <path>" in dependency order (modules.dep resolved at build time).
+load_modules() {
+    kver=$(uname -r)
+    while read -r group mod; do
+        [ "$group" = "$1" ] || continue
+        insmod "/lib/modules/$kver/$mod" 2>/dev/null || say "insmod failed: $mod"
+    done < /etc/kvmfleet/modules
+}
+load_modules boot
 
 # The power button: busybox acpid maps KEY_POWER from /dev/input/event* to /etc/acpi/PWRF/00000080.
 acpid -c /etc/acpi -l /run/acpid.log
@@ -41,12 +44,15 @@ find_seed() {
     return 1
 }
 
-# virtio disks probe synchronously inside insmod; SCSI/ATA buses scan asynchronously, so give them a moment.
+# virtio disks are probed inside insmod. Only without a seed there, load the other buses a seed
+# may come on (virtio-scsi, IDE); insmod waits for their async probing, give them a short moment more.
 seed=$(find_seed)
-if [ -z "$seed" ] && ls /sys/class/scsi_host/* >/dev/null 2>&1; then
+if [ -z "$seed" ]; then
+    load_modules seed-fallback
     tries=0
-    while [ -z "$seed" ] && [ $tries -lt 20 ]; do
-        sleep 0.1
+    seed=$(find_seed)
+    while [ -z "$seed" ] && [ $tries -lt 5 ] && ls /sys/class/scsi_host/* >/dev/null 2>&1; do
+        sleep 0.2
         tries=$((tries + 1))
         seed=$(find_seed)
     done
