@@ -123,6 +123,7 @@ class Scheduler:
 
         Raises NoValidHost when an instance cannot be placed; instances of the same call already
         placed are then given back (host usage and server group members), so nothing is half-made.
+        The spec's server group records each placed member (as Nova's instance_group.hosts does).
         """
         num = spec.num_instances if num is None else num
         alternates = self.config.alternates if alternates is None else alternates
@@ -139,7 +140,7 @@ class Scheduler:
                 if group is not None:
                     group.add_member(selection.host.name)
                 selections.append(selection)
-        except NoValidHost:
+        except BaseException:  # give back what this call consumed, whatever stopped it, then re-raise
             for selection in selections:
                 selection.host.release(spec)
                 if group is not None:

@@ -35,6 +35,9 @@ def test_weigher_case(path):
     for w in explanation.weighed:
         assert w.weight == pytest.approx(sum(w.weights.values()))
 
+    (alone,) = scheduler.select_destinations(build_spec(case), build_hosts(case), alternates=0)
+    assert alone.name == case["order"][0] and alone.alternates == []
+
     (selection,) = scheduler.select_destinations(spec, hosts, alternates=2)
     assert selection.name == case["order"][0]
     assert [a.name for a in selection.alternates] == case["order"][1:3]
