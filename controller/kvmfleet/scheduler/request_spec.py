@@ -86,11 +86,14 @@ class ServerGroup:
             if self.policy != "anti-affinity":
                 raise InvalidRequest(f"server group {self.name}: max_server_per_host applies only to anti-affinity, not {self.policy}")
             _count("server group max_server_per_host", self.max_server_per_host, 1)
+        # Own copy: placing members updates it, and must not change the caller's data.
         if isinstance(self.hosts, (list, tuple)):  # a plain list of member hosts, one entry per member
             counts: dict[str, int] = {}
             for host in self.hosts:
                 counts[host] = counts.get(host, 0) + 1
             self.hosts = counts
+        else:
+            self.hosts = dict(self.hosts or {})
         for host, n in self.hosts.items():
             _count(f"server group {self.name} members on {host}", n, 1)
 
