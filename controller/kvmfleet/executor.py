@@ -110,9 +110,10 @@ class TaskResult:
     @property
     def msg(self) -> str:
         msg = self.result.get("msg")
-        if not msg and self.result.get("results"):
+        if self.result.get("results"):
+            # A loop: the items' own messages say more than "One or more items failed".
             msgs = [r.get("msg") for r in self.result["results"] if isinstance(r, dict) and r.get("failed")]
-            msg = "; ".join(m for m in msgs if m)
+            msg = "; ".join(m for m in msgs if m) or msg
         return str(msg or "")
 
 
@@ -140,6 +141,13 @@ class HostResult:
             if task.status in (HostStatus.FAILED, HostStatus.UNREACHABLE):
                 return f"{task.task}: {task.msg}" if task.msg else task.task
         return ""
+
+    def task_result(self, task: str) -> TaskResult | None:
+        """The last result of the task named `task` (a playbook task name)."""
+        for result in reversed(self.tasks):
+            if result.task == task:
+                return result
+        return None
 
     def result_of(self, action: str) -> dict[str, Any] | None:
         """The last result of a task running `action` (a module name, short or FQCN)."""

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from kvmfleet import executor
-from kvmfleet.executor import InventoryHost, Job, JobStatus, HostStatus
+from kvmfleet.executor import HostStatus, InventoryHost, Job, JobStatus
 
 pytestmark = pytest.mark.lab
 

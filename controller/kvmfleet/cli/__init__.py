@@ -16,6 +16,9 @@ def _register() -> None:
     from kvmfleet.cli import host
 
     app.add_typer(host.app, name="host", help="Compute hosts.")
+    from kvmfleet.cli import server
+
+    app.add_typer(server.app, name="server", help="Servers (instances): create, list, lifecycle actions.")
     from kvmfleet.cli import db, flavor, project, quota, server_group
 
     app.add_typer(db.app, name="db", help="The store's schema.")

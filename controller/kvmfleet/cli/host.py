@@ -226,7 +226,7 @@ def remove(name: str) -> None:
 
 @app.command("refresh")
 def refresh(
-    names: list[str] = typer.Argument(None, help="Hosts to refresh (default: all)."),
+    names: list[str] = typer.Argument(None, help="Hosts to refresh (default: all)."),  # noqa: B008
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Gather host_facts from every host in one job: capacity, heartbeat, up/down, power states.

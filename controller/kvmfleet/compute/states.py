@@ -8,22 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kvmfleet.compute.errors import InvalidInstanceState
 from kvmfleet.store.states import PowerState, TaskState, VmState
 
 V = VmState
 T = TaskState
-
-
-class InvalidInstanceState(Exception):
-    """The instance's vm_state/task_state does not allow the operation (Nova's InstanceInvalidState)."""
-
-    def __init__(self, msg: str, **details: object) -> None:
-        super().__init__(msg)
-        self.msg = msg
-        self.details = details
-
-    def __str__(self) -> str:
-        return self.msg
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,298 @@
+"""`kvmfleet server` commands: the instance lifecycle.
+
+Operations run inline (the executor job runs in this process) and print the new status; `create`
+without --wait persists the request, hands the build to a detached `kvmfleet server _build` process
+and returns at once with the servers in BUILD.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from kvmfleet.cli.host import FORMAT_OPTION, Format, console, emit, err_console, errors_as_one_line
+
+app = typer.Typer(no_args_is_help=True)
+
+SERVER_COLUMNS = [("id", "ID"), ("name", "Name"), ("status", "Status"), ("task_state", "Task"),
+                  ("power_state", "Power"), ("host", "Host"), ("flavor", "Flavor"), ("image", "Image")]
+PROJECT_OPTION = typer.Option(None, "--project", help="Project name or id (default: any / 'default' on create).")
+
+
+def _store() -> Any:
+    from kvmfleet.store import get_store
+
+    return get_store()
+
+
+def _print_explanation(data: dict[str, Any], fmt: Format) -> None:
+    if fmt is Format.json:
+        emit(data, fmt)
+        return
+    console.print(f"request: {data['request']}", highlight=False)
+    console.print("filters: " + ", ".join(f"{f['filter']} {f['before']}->{f['after']}" for f in data["filters"]),
+                  highlight=False)
+    if data.get("chosen"):
+        console.print(f"[green]chosen host: {data['chosen']}[/green]")
+    else:
+        console.print(f"[red]no valid host[/red]: {data.get('message')}", highlight=False)
+    rows = []
+    for rank, w in enumerate(data.get("weighed") or [], 1):
+        shares = ", ".join(f"{k} {v:.3f}" for k, v in w["weights"].items())
+        rows.append({"rank": rank, "host": w["host"], "result": "chosen" if rank == 1 else "passed",
+                     "detail": f"weight {w['weight']:.3f} ({shares})"})
+    for host, why in sorted((data.get("rejected") or {}).items()):
+        rows.append({"rank": "-", "host": host, "result": "rejected", "detail": why})
+    emit(rows, fmt, [("rank", "#"), ("host", "Host"), ("result", "Result"), ("detail", "Weight / rejected by")])
+
+
+def _build_with_progress(store: Any, uuids: list[str], names: dict[str, str]) -> dict[str, str]:
+    from kvmfleet.compute import api
+
+    with Progress(SpinnerColumn(), TextColumn("{task.fields[name]}", style="bold"), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=err_console, transient=False) as progress:
+        tasks = {u: progress.add_task("queued", name=names[u]) for u in uuids}
+
+        def report(uuid: str, message: str) -> None:
+            done = message.startswith(("ACTIVE", "ERROR"))
+            progress.update(tasks[uuid], description=message, completed=100 if done else None,
+                            total=100 if done else None)
+
+        return api.build(store, uuids, progress=report)
+
+
+@app.command("create")
+def create(
+    name: str = typer.Argument(..., help="Server name (with --count N: NAME-1..NAME-N)."),
+    flavor: str = typer.Option(..., "--flavor", help="Flavor name or id."),
+    image: str = typer.Option(..., "--image", help="Image name or id."),
+    project: str = PROJECT_OPTION,
+    group: str = typer.Option(None, "--group", help="Server group name or id."),
+    count: int = typer.Option(1, "--count", min=1, help="How many servers."),
+    az: str = typer.Option(None, "--az", help="Availability zone."),
+    user_data: Path = typer.Option(None, "--user-data", help="File passed to the guest as user data."),  # noqa: B008
+    network: str = typer.Option("default", "--network", help="libvirt network for the NIC ('' for none)."),
+    wait: bool = typer.Option(False, "--wait", help="Build now, show progress, return when done."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the scheduler's decision; store nothing."),
+    fmt: Format = FORMAT_OPTION,
+) -> None:
+    """Create servers."""
+    from kvmfleet.compute import api
+    from kvmfleet.compute.errors import InvalidRequest
+
+    with errors_as_one_line():
+        data = None
+        if user_data is not None:
+            try:
+                data = user_data.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InvalidRequest(f"cannot read user data file {user_data}: {exc}") from exc
+        req = api.CreateRequest(name=name, flavor=flavor, image=image, project=project, server_group=group,
+                                count=count, availability_zone=az, user_data=data, network=network or None)
+        store = _store()
+        if dry_run:
+            _print_explanation(api.dry_run(store, req), fmt)
+            return
+        _request_id, uuids = api.create(store, req)
+        if not wait:
+            _spawn_build(uuids)
+            rows = [api.show_server(store, u) for u in uuids]
+            emit(rows, fmt, SERVER_COLUMNS)
+            return
+        names = {u: api.show_server(store, u)["name"] for u in uuids}
+        statuses = _build_with_progress(store, uuids, names)
+        rows = [api.show_server(store, u) for u in uuids]
+        emit(rows, fmt, SERVER_COLUMNS)
+        failed = [r for r in rows if statuses.get(r["id"]) != "ACTIVE"]
+        for row in failed:
+            err_console.print(f"[red]error:[/red] server {row['name']} ({row['id']}) is {row['status']}: "
+                              f"{row.get('fault') or 'no fault recorded'}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _spawn_build(uuids: list[str]) -> None:
+    """Run the build in a detached process that outlives this command (its log goes to the state dir)."""
+    from kvmfleet import paths
+
+    logs = paths.state_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = open(logs / f"build-{uuids[0]}.log", "ab")  # noqa: SIM115 - handed to the child
+    cmd = [sys.executable, "-m", "kvmfleet", "server", "_build", *uuids]
+    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                     env=os.environ.copy(), close_fds=True)
+    log.close()
+
+
+@app.command("_build", hidden=True)
+def build_(uuids: list[str]) -> None:
+    """Build persisted servers (used by `create` without --wait)."""
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        statuses = api.build(_store(), uuids)
+        for uuid, status in statuses.items():
+            print(f"{uuid} {status}")
+
+
+@app.command("list")
+def list_(project: str = PROJECT_OPTION, host: str = typer.Option(None, "--host"), fmt: Format = FORMAT_OPTION) -> None:
+    """List servers."""
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        emit(api.list_servers(_store(), project, host), fmt, SERVER_COLUMNS)
+
+
+@app.command("show")
+def show(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Show one server."""
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        emit(api.show_server(_store(), server, project), fmt)
+
+
+@app.command("events")
+def events(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """The server's actions and their events (Nova's instance action log)."""
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        data = api.server_events(_store(), server, project)
+        if fmt is Format.json:
+            emit(data, fmt)
+            return
+        rows = []
+        for action in data:
+            rows.append({"when": action["start_time"], "what": action["action"], "result": "",
+                         "host": "", "detail": action["message"] or action["request_id"]})
+            for ev in action["events"]:
+                rows.append({"when": ev["start_time"], "what": "  " + ev["event"], "result": ev["result"] or "running",
+                             "host": ev["host"], "detail": ev["error"] or (f"job {ev['job_id']}" if ev["job_id"] else "")})
+        emit(rows, fmt, [("when", "Start"), ("what", "Action / event"), ("result", "Result"), ("host", "Host"),
+                         ("detail", "Detail")])
+
+
+def _power(server: str, op: str, project: str | None, fmt: Format, **kwargs: Any) -> None:
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        status = api.power_action(_store(), server, op, project, **kwargs)
+        _done(server, status, fmt)
+
+
+def _done(server: str, status: str, fmt: Format) -> None:
+    if fmt is Format.json:
+        emit({"server": server, "status": status}, fmt)
+    else:
+        console.print(f"server {server}: {status}", highlight=False)
+
+
+@app.command("start")
+def start(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Power on a stopped server."""
+    _power(server, "start", project, fmt)
+
+
+@app.command("stop")
+def stop(server: str, timeout: int = typer.Option(60, "--timeout", help="Seconds of graceful shutdown before "
+                                                                          "forcing it off."),
+         project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Shut a server down (ACPI), forcing it off after --timeout."""
+    _power(server, "stop", project, fmt, stop_timeout=timeout)
+
+
+@app.command("reboot")
+def reboot(server: str, hard: bool = typer.Option(False, "--hard", help="Power-cycle instead of a graceful reboot."),
+           project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Reboot a server (graceful shutdown and start; --hard: forced off and start)."""
+    _power(server, "reboot_hard" if hard else "reboot", project, fmt)
+
+
+@app.command("pause")
+def pause(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Pause a server's vCPUs."""
+    _power(server, "pause", project, fmt)
+
+
+@app.command("unpause")
+def unpause(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Unpause a paused server."""
+    _power(server, "unpause", project, fmt)
+
+
+@app.command("suspend")
+def suspend(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Save a server's memory to disk and stop it (libvirt managed save)."""
+    _power(server, "suspend", project, fmt)
+
+
+@app.command("resume")
+def resume(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Resume a suspended server."""
+    _power(server, "resume", project, fmt)
+
+
+@app.command("delete")
+def delete(servers: list[str], project: str = PROJECT_OPTION) -> None:
+    """Delete servers: domain and disks removed from the host, allocation released."""
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        for server in servers:
+            api.delete(_store(), server, project)
+            console.print(f"server {server} deleted", highlight=False)
+
+
+@app.command("resize")
+def resize(server: str, flavor: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Cold-resize a server to another flavor; then confirm-resize or revert-resize."""
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        _done(server, api.resize(_store(), server, flavor, project), fmt)
+
+
+@app.command("confirm-resize")
+def confirm_resize(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Keep the new flavor (drops the old flavor's hold)."""
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        _done(server, api.confirm_resize(_store(), server, project), fmt)
+
+
+@app.command("revert-resize")
+def revert_resize(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Go back to the old flavor."""
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        _done(server, api.revert_resize(_store(), server, project), fmt)
+
+
+@app.command("rebuild")
+def rebuild(server: str, image: str = typer.Option(None, "--image", help="Image (default: the current one)."),
+            project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Give a server a fresh root disk from an image; same id, name, flavor and MAC."""
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        _done(server, api.rebuild(_store(), server, image, project), fmt)
+
+
+@app.command("console-log")
+def console_log(server: str, lines: int = typer.Option(50, "--lines", "-n", min=1),
+                project: str = PROJECT_OPTION) -> None:
+    """The tail of the server's serial console log, read from its host."""
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        sys.stdout.write(api.console_log(_store(), server, lines, project) + "\n")
