@@ -38,3 +38,68 @@ def build_tiny(
     for key, value in image.as_dict().items():
         table.add_row(key, str(value))
     Console().print(table, highlight=False)
+
+
+# --- image registry (register/list/show/delete): owned by the lifecycle work, see kvmfleet.images.registry ---
+
+
+@app.command("register")
+def register(
+    name: str = typer.Argument(..., help="Image name."),
+    file: Path = typer.Option(..., "--file", help="qcow2 (or --disk-format raw) file on the controller."),  # noqa: B008
+    arch: str = typer.Option("x86_64", "--arch", help="Guest architecture."),
+    disk_format: str = typer.Option("qcow2", "--disk-format", help="qcow2 or raw (never probed)."),
+    min_ram: int = typer.Option(0, "--min-ram", help="MiB the image needs."),
+    min_disk: int = typer.Option(0, "--min-disk", help="GiB the image needs."),
+    fmt: str = typer.Option("table", "-f", "--format", help="table or json"),
+) -> None:
+    """Register an image: sha256 and size computed, qcow2 checked, backing files refused."""
+    from kvmfleet.cli.host import Format, emit, errors_as_one_line
+    from kvmfleet.images import registry
+    from kvmfleet.store import get_store
+
+    with errors_as_one_line():
+        with get_store().transaction() as session:
+            data = registry.image_dict(registry.register(session, name, str(file), arch, disk_format,
+                                                         min_ram, min_disk))
+        emit(data, Format(fmt))
+
+
+@app.command("list")
+def list_(fmt: str = typer.Option("table", "-f", "--format", help="table or json")) -> None:
+    """List registered images."""
+    from kvmfleet.cli.host import Format, emit, errors_as_one_line
+    from kvmfleet.images import registry
+    from kvmfleet.store import get_store
+
+    with errors_as_one_line():
+        with get_store().transaction() as session:
+            rows = [registry.image_dict(i) for i in registry.list_images(session)]
+        emit(rows, Format(fmt), [("id", "ID"), ("name", "Name"), ("status", "Status"), ("disk_format", "Format"),
+                                 ("arch", "Arch"), ("size", "Size")])
+
+
+@app.command("show")
+def show(image: str, fmt: str = typer.Option("table", "-f", "--format", help="table or json")) -> None:
+    """Show a registered image."""
+    from kvmfleet.cli.host import Format, emit, errors_as_one_line
+    from kvmfleet.images import registry
+    from kvmfleet.store import api, get_store
+
+    with errors_as_one_line():
+        with get_store().transaction() as session:
+            data = registry.image_dict(api.get_image(session, image))
+        emit(data, Format(fmt))
+
+
+@app.command("delete")
+def delete(image: str) -> None:
+    """Unregister an image no server uses (the file is left alone)."""
+    from kvmfleet.cli.host import errors_as_one_line
+    from kvmfleet.images import registry
+    from kvmfleet.store import get_store
+
+    with errors_as_one_line():
+        with get_store().transaction() as session:
+            registry.remove(session, image)
+        print(f"image {image} deleted")

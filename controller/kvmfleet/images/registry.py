@@ -3,13 +3,15 @@
 `register` checks the file with `qemu-img info -f <format>` (the format is explicit, never probed),
 refuses images with a backing file or an external data file (a host could be made to read any of
 its files through one), and records sha256, size and virtual size. The file stays where it is; hosts
-get a copy in their image cache, named by sha256, the first time an instance needs it.
+get a copy in their image cache, named by sha256, the first time an instance needs it. The registry
+copies the file into <state dir>/images/<id>.<format> so the registered bytes never change.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -67,12 +69,30 @@ def register(session: Session, name: str, file: str, arch: str = "x86_64", disk_
     if session.scalars(select(Image).where(Image.name == name)).first() is not None:
         raise AlreadyExists(f"image {name} already exists", image=name)
     info = inspect(path, disk_format)
-    image = Image(name=name, file_path=str(path), sha256=sha256_of(path), size=path.stat().st_size,
+    image = Image(name=name, file_path=str(path), sha256="", size=0,
                   virtual_size=int(info.get("virtual-size") or 0) or None, disk_format=disk_format, arch=arch,
                   min_ram=min_ram, min_disk=min_disk, status="active")
     session.add(image)
     session.flush()
+    # The registry keeps its own copy, so rebuilding or editing the source never changes a registered image.
+    stored = images_dir() / f"{image.id}.{disk_format}"
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stored.with_suffix(".part")
+    try:
+        shutil.copyfile(path, tmp)
+        tmp.replace(stored)
+    finally:
+        tmp.unlink(missing_ok=True)
+    image.file_path = str(stored)
+    image.sha256 = sha256_of(stored)
+    image.size = stored.stat().st_size
     return image
+
+
+def images_dir() -> Path:
+    from kvmfleet import paths
+
+    return paths.state_dir() / "images"
 
 
 def remove(session: Session, key: str) -> None:
@@ -82,6 +102,8 @@ def remove(session: Session, key: str) -> None:
     if users:
         raise InUse(f"image {image.name} is used by server(s) {', '.join(sorted(users)[:5])}: rebuild or delete them")
     session.delete(image)
+    if Path(image.file_path).parent == images_dir():
+        Path(image.file_path).unlink(missing_ok=True)
 
 
 def image_dict(image: Image) -> dict[str, Any]:
