@@ -9,7 +9,7 @@ module: domain
 short_description: Desired state of one libvirt domain (a kvmfleet instance)
 version_added: 0.1.0
 author:
-  - kvmfleet developers
+  - kvmfleet developers (@kvmfleet)
 description:
   - Defines, starts, stops, pauses, suspends and removes one libvirt domain on a KVM host, in one call.
   - A new domain gets a qcow2 overlay on a cached base image as its root disk, optional empty extra disks,
@@ -532,7 +532,9 @@ class DomainManager:
     def _creation_plan(self):
         missing = [f for f in ("vcpus", "memory_mb", "root_disk") if getattr(self.p, f) in (None, [])]
         if missing:
-            raise ValidationError("domain {} does not exist; {} required to create it".format(self.p.name, " and ".join(missing) + (" are" if len(missing) > 1 else " is")))
+            verb = "are" if len(missing) > 1 else "is"
+            raise ValidationError(f"domain {self.p.name} does not exist; {' and '.join(missing)} {verb} required "
+                                  "to create it")
         self._check_memory()
         for nic in self.p.nics:
             with libvirt_errors("look up network {} for domain {}".format(nic["network"], self.p.name)):
@@ -558,9 +560,11 @@ class DomainManager:
                           "readonly": True, "kind": "seed"})
         for disk in disks:
             if os.path.lexists(disk["path"]):
-                raise InvalidState("refusing to create domain {}: {} already exists and was not made by this run".format(self.p.name, disk["path"]), path=disk["path"])
+                raise InvalidState(f"refusing to create domain {self.p.name}: {disk['path']} already exists and "
+                                   "was not made by this run", path=disk["path"])
+        now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 - hosts may run Python < 3.11
         metadata = {"uuid": domain_uuid, "name": self.p.name, "image": os.path.basename(base["path"]),
-                    "created_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                    "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
         metadata.update(self.p.metadata)
         metadata["disks"] = [disk["path"] for disk in disks]
         spec = {
@@ -768,7 +772,6 @@ class DomainManager:
             if domain_state(dom) != "shutoff":
                 self._do_destroy(dom)
 
-
     def _wait_graceful_shutdown(self, dom):
         """Wait for shutoff, pressing the power button again now and then (like Nova's clean shutdown):
         a press during early boot, before the guest listens for it, is lost."""
@@ -792,22 +795,25 @@ def main():
             "uuid": {"type": "str"},
             "uri": {"type": "str", "default": "qemu:///system"},
             "state": {"type": "str", "default": "running",
-                       "choices": ["present", "running", "stopped", "paused", "suspended", "absent"]},
+                      "choices": ["present", "running", "stopped", "paused", "suspended", "absent"]},
             "vcpus": {"type": "int"},
             "memory_mb": {"type": "int"},
             "virt_type": {"type": "str", "default": "kvm", "choices": ["kvm", "qemu"]},
             "arch": {"type": "str", "default": "x86_64"},
             "machine": {"type": "str"},
-            "root_disk": {"type": "dict", "options": {"image": {"type": "str", "required": True},
-                                                     "size_gb": {"type": "int"}}},
+            "root_disk": {"type": "dict", "options": {
+                "image": {"type": "str", "required": True},
+                "size_gb": {"type": "int"}}},
             "disks": {"type": "list", "elements": "dict", "options": {
                 "size_gb": {"type": "int", "required": True},
                 "bus": {"type": "str", "default": "virtio", "choices": ["virtio", "sata", "scsi"]}}},
             "nics": {"type": "list", "elements": "dict", "options": {
                 "network": {"type": "str", "required": True}, "mac": {"type": "str"},
                 "model": {"type": "str", "default": "virtio", "choices": ["virtio", "e1000", "e1000e", "rtl8139"]}}},
-            "config_drive": {"type": "dict", "options": {"hostname": {"type": "str"}, "instance_id": {"type": "str"},
-                                                        "user_data": {"type": "str", "no_log": True}}},
+            "config_drive": {"type": "dict", "options": {
+                "hostname": {"type": "str"},
+                "instance_id": {"type": "str"},
+                "user_data": {"type": "str", "no_log": True}}},
             "metadata": {"type": "dict"},
             "serial_log": {"type": "bool", "default": True},
             "vnc": {"type": "bool", "default": True},

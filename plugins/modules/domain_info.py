@@ -9,7 +9,7 @@ module: domain_info
 short_description: List and describe libvirt domains (kvmfleet instances)
 version_added: 0.1.0
 author:
-  - kvmfleet developers
+  - kvmfleet developers (@kvmfleet)
 description:
   - Returns the domains of a host with their power state, vCPUs, memory, disks, NICs, console log,
     VNC port and kvmfleet metadata.

@@ -36,6 +36,8 @@ def keep_test_driver():
     conn = libvirt.open(URI)
     yield conn
     conn.close()
+
+
 TEST_DRIVER_DOMAIN_UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"  # the 'test' domain of test:///default
 
 
