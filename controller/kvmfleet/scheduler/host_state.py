@@ -82,7 +82,13 @@ _COPIED = FIELDS + _DERIVED  # what HostManager copies into a cached state on re
 class HostState:
     """One compute host: totals, ratios, reservations, usage, placement attributes."""
 
-    __slots__ = tuple(f for f in FIELDS if f != "failed_builds") + _DERIVED + ("_failed_builds", "__weakref__")
+    # What filters and weighers read on every request comes first, so it shares cache lines.
+    __slots__ = ("enabled", "up", "fit_memory_mb", "fit_vcpus", "fit_disk_gb", "free_memory_mb", "free_vcpus",
+                 "free_disk_gb", "name", "az", "arch", "num_instances") + tuple(
+        f for f in FIELDS + _DERIVED
+        if f not in ("enabled", "up", "fit_memory_mb", "fit_vcpus", "fit_disk_gb", "free_memory_mb", "free_vcpus",
+                     "free_disk_gb", "name", "az", "arch", "num_instances", "failed_builds")
+    ) + ("_failed_builds", "__weakref__")
 
     def __init__(
         self,
