@@ -279,3 +279,44 @@ def update_config_xml(domain_xml, vcpus=None, memory_mb=None):
             elem.set("unit", "MiB")
             elem.text = str(memory_mb)
     return ET.tostring(root, encoding="unicode")
+
+
+def guest_capabilities(caps_xml):
+    """{arch: {"domain_types": [...], "machines": {machine: max_cpus or None}}} from virConnectGetCapabilities."""
+    root = ET.fromstring(caps_xml)
+    guests = {}
+    for guest in root.findall("guest"):
+        if guest.findtext("os_type") != "hvm":
+            continue
+        arch = guest.find("arch")
+        if arch is None or not arch.get("name"):
+            continue
+        entry = guests.setdefault(arch.get("name"), {"domain_types": [], "machines": {}})
+        for machine in arch.findall("machine"):
+            if machine.text:
+                entry["machines"][machine.text.strip()] = _int_or_none(machine.get("maxCpus"))
+        for dom in arch.findall("domain"):
+            if dom.get("type") and dom.get("type") not in entry["domain_types"]:
+                entry["domain_types"].append(dom.get("type"))
+            for machine in dom.findall("machine"):  # kvm-only machine types
+                if machine.text:
+                    entry["machines"].setdefault(machine.text.strip(), _int_or_none(machine.get("maxCpus")))
+    return guests
+
+
+def check_guest_support(guests, virt_type, arch, machine, vcpus):
+    """Refuse, before anything is made, a guest the host's hypervisor cannot run."""
+    if arch not in guests:
+        raise ValidationError(f"this host cannot run {arch} guests (it offers: {', '.join(sorted(guests)) or 'none'})",
+                              arch=arch)
+    entry = guests[arch]
+    if virt_type not in entry["domain_types"]:
+        hint = " (is /dev/kvm present and usable?)" if virt_type == "kvm" else ""
+        raise ValidationError(f"virt_type {virt_type} is not available for {arch} guests on this host{hint}; "
+                              f"available: {', '.join(entry['domain_types']) or 'none'}", virt_type=virt_type)
+    machine = machine or DEFAULT_MACHINE
+    if machine not in entry["machines"]:
+        raise ValidationError(f"machine type {machine!r} is not offered for {arch} guests on this host", machine=machine)
+    max_cpus = entry["machines"][machine]
+    if vcpus is not None and max_cpus is not None and vcpus > max_cpus:
+        raise ValidationError(f"vcpus {vcpus} is more than machine type {machine} allows ({max_cpus})", vcpus=vcpus)

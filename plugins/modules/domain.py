@@ -292,6 +292,8 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._disks import (
 )
 from ansible_collections.kvmfleet.compute.plugins.module_utils._domain_xml import (
     build_domain_xml,
+    check_guest_support,
+    guest_capabilities,
     parse_domain_xml,
     update_config_xml,
 )
@@ -536,6 +538,11 @@ class DomainManager:
             raise ValidationError(f"domain {self.p.name} does not exist; {' and '.join(missing)} {verb} required "
                                   "to create it")
         self._check_memory()
+        with libvirt_errors("read host capabilities"):
+            driver = self.conn.getType()
+            caps = self.conn.getCapabilities() if driver == "QEMU" else None
+        if caps is not None:  # machine types and kvm/qemu domain types are the QEMU driver's vocabulary
+            check_guest_support(guest_capabilities(caps), self.p.virt_type, self.p.arch, self.p.machine, self.p.vcpus)
         for nic in self.p.nics:
             with libvirt_errors("look up network {} for domain {}".format(nic["network"], self.p.name)):
                 active = self.conn.networkLookupByName(nic["network"]).isActive()
@@ -690,9 +697,14 @@ class DomainManager:
             return
         self._apply_power(dom, steps)
         owned = list((config["metadata"] or {}).get("disks") or [])
+        attached = {d["path"] for d in config["disks"] + live["disks"] if d["path"]}
         logs = [f["console_log"] for f in (config, live) if f["console_log"]]
         dirs = set()
         for path in owned:
+            # metadata can be edited by anyone with libvirt access: delete only what is also attached
+            if path not in attached:
+                self.warnings.append(f"not removing {path}: listed in the metadata but not attached to the domain")
+                continue
             if path_inside(path, self.p.images_dir):
                 self.warnings.append(f"not removing {path}: it is inside the image cache")
                 continue

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from ansible_collections.kvmfleet.compute.plugins.module_utils._domain_xml import (
     build_domain_xml,
+    check_guest_support,
     disk_target,
+    guest_capabilities,
     parse_domain_xml,
     update_config_xml,
 )
@@ -72,3 +74,23 @@ def test_update_config_drops_current_vcpus_and_keeps_untouched_fields():
     assert after["memory_mb"] == 4096  # memory not requested, not touched
     with pytest.raises(ValidationError):
         update_config_xml(xml, memory_mb=0)
+
+
+@pytest.mark.parametrize("case", case_params("guest_support"))
+def test_guest_support(case):
+    guests = guest_capabilities((CASES / "capabilities" / case["capabilities"]).read_text())
+    args = (guests, case["virt_type"], case["arch"], case["machine"], case["vcpus"])
+    if "error" in case:
+        with pytest.raises(ValidationError) as info:
+            check_guest_support(*args)
+        assert case["error"] in info.value.msg
+    else:
+        check_guest_support(*args)
+
+
+def test_guest_capabilities_of_a_host_without_kvm():
+    caps = (CASES / "capabilities" / "debian12-qemu7.2.xml").read_text().replace("<domain type='kvm'/>", "")
+    guests = guest_capabilities(caps)
+    assert guests["x86_64"]["domain_types"] == ["qemu"]
+    with pytest.raises(ValidationError, match=r"virt_type kvm is not available .*/dev/kvm"):
+        check_guest_support(guests, "kvm", "x86_64", None, 1)

@@ -203,6 +203,25 @@ def test_absent_keeps_files_it_did_not_create(host, name, capsys):
     assert sorted(p.name for p in inst.iterdir()) == ["notes.txt"]
 
 
+def test_absent_never_removes_paths_only_listed_in_metadata(tmp_path, name, capsys, keep_test_driver):
+    from ansible_collections.kvmfleet.compute.plugins.module_utils._domain_xml import build_domain_xml
+
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    base = tmp_path / "images" / "base.qcow2"
+    base.parent.mkdir()
+    base.write_text("base")
+    keep_test_driver.defineXML(build_domain_xml({
+        "name": name, "uuid": None, "virt_type": "qemu", "vcpus": 1, "memory_mb": 64,
+        "disks": [{"path": str(base), "format": "qcow2", "bus": "virtio"}], "nics": [], "serial_log": None,
+        "vnc": False, "metadata": {"disks": [str(precious), str(base)]}}))
+    res = run_module(domain, {"name": name, "uri": URI, "state": "absent", "images_dir": str(base.parent)}, capsys)
+    assert res["changed"] is True and libvirt_dom(name) is None
+    assert precious.read_text() == "keep me"  # listed, not attached
+    assert base.read_text() == "base"  # attached, but a base image in the cache
+    assert len(res["warnings"]) == 2
+
+
 def test_memory_larger_than_host_fails_before_anything(host, name, capsys):
     total = libvirt.open(URI).getInfo()[1]
     res = run_module(domain, spec(host, name, memory_mb=total + 1), capsys)
