@@ -191,6 +191,18 @@ def show(name: str, fmt: Format = FORMAT_OPTION) -> None:
         emit(data, fmt)
 
 
+@app.command("set")
+def set_(name: str, address: str = typer.Option(None, "--address", help="New address."),
+         az: str = typer.Option(None, "--az", help="New availability zone.")) -> None:
+    """Change a host's address or availability zone."""
+    from kvmfleet.compute import hosts as hostops
+
+    with errors_as_one_line():
+        with _store().transaction() as session:
+            host = hostops.update_host(session, name, address, az)
+            console.print(f"host {name}: address {host.address}, zone {host.availability_zone}", highlight=False)
+
+
 @app.command("enable")
 def enable(name: str) -> None:
     """Let the scheduler place instances on a host again."""

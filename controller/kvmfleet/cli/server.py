@@ -22,7 +22,8 @@ app = typer.Typer(no_args_is_help=True)
 
 SERVER_COLUMNS = [("id", "ID"), ("name", "Name"), ("status", "Status"), ("task_state", "Task"),
                   ("power_state", "Power"), ("host", "Host"), ("flavor", "Flavor"), ("image", "Image")]
-PROJECT_OPTION = typer.Option(None, "--project", help="Project name or id (default: any / 'default' on create).")
+PROJECT_OPTION = typer.Option(None, "--project", envvar="KVMFLEET_PROJECT",
+                              help="Project name or id (default: any; on create the project named default).")
 
 
 def _store() -> Any:
@@ -246,9 +247,13 @@ def delete(servers: list[str], project: str = PROJECT_OPTION) -> None:
     from kvmfleet.compute import api
 
     with errors_as_one_line():
-        for server in servers:
-            api.delete(_store(), server, project)
-            console.print(f"server {server} deleted", highlight=False)
+        errors = api.delete_many(_store(), servers, project)
+        for error in errors:
+            err_console.print(f"[red]error:[/red] {error}", highlight=False)
+        if not errors:
+            console.print(f"deleted: {' '.join(servers)}", highlight=False)
+    if errors:
+        raise typer.Exit(1)
 
 
 @app.command("resize")

@@ -44,6 +44,7 @@ DEFAULT_NETWORK = "default"
 GIB = 1024 ** 3
 CREATE_TASK = "Define and start instances"
 REBUILD_TASK = "Define and start on a fresh root disk"
+DELETE_TASK = "Remove instances"
 
 
 def _noop(_uuid: str, _msg: str) -> None:
@@ -542,24 +543,47 @@ def _status(store: Any, uuid: str) -> str:
 
 
 def delete(store: Any, key: str, project: str | None = None) -> None:
-    """Remove the domain and its disks from the host, release the allocation, soft-delete the row.
-    A host that cannot be reached leaves the instance ERROR (its domain may still exist there)."""
-    b = _begin(store, key, "delete", "compute_terminate_instance", project)
-    job_id = None
-    if b.host is not None:
-        result = _run_on_host(store, b, "instance_delete.yml", {
-            "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid}]}})
-        if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
-            _fail_op(store, b, result, "delete")
-        job_id = result.id
-    release(store.session_factory, b.uuid)
-    now = utcnow()
-    with store.transaction() as session:
-        actions.finish_event(session, b.event_id, True, job_id=job_id)
-        actions.finish_action(session, b.action_id)
-        store_api.save_instance(session, b.uuid, {"vm_state": VmState.DELETED, "task_state": None,
-                                                  "power_state": PowerState.NOSTATE, "terminated_at": now,
-                                                  "deleted_at": now}, expected_task_state=TaskState.DELETING)
+    """Delete one server (see delete_many)."""
+    failed = delete_many(store, [key], project)
+    if failed:
+        raise OperationFailed(failed[0])
+
+
+def delete_many(store: Any, keys: list[str], project: str | None = None) -> list[str]:
+    """Delete servers in one executor job: each domain and its disks go from its host, then the allocation
+    is released and the row soft-deleted. A server whose host fails or cannot be reached is left ERROR with
+    the fault (its domain may still exist there). Returns the error messages of the servers not deleted."""
+    begun = [_begin(store, key, "delete", "compute_terminate_instance", project) for key in keys]
+    placed = [b for b in begun if b.host is not None]
+    result = None
+    if placed:
+        specs: dict[str, list[dict[str, Any]]] = {}
+        for b in placed:
+            specs.setdefault(b.host, []).append({"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid})
+        with store.transaction() as session:
+            inv = _hosts_inventory(session, specs)
+        result = executor.run(executor.Job(playbook="instance_delete.yml", inventory=inv,
+                                           extravars={"kvmfleet_instances": specs},
+                                           forks=min(50, max(5, len(specs)))))
+    errors = []
+    for b in begun:
+        if b.host is not None and result is not None:
+            ok, error, _ = _item_outcome(result, b.host, b.uuid, DELETE_TASK)
+            if not ok:
+                message = f"delete of server {b.name} on host {b.host} failed: {error}"
+                values = {"vm_state": VmState.ERROR} if _unreachable(result, b.host) else {}
+                _finish(store, b, False, values, result.id, message)
+                errors.append(message)
+                continue
+        release(store.session_factory, b.uuid)
+        now = utcnow()
+        with store.transaction() as session:
+            actions.finish_event(session, b.event_id, True, job_id=result.id if result and b.host else None)
+            actions.finish_action(session, b.action_id)
+            store_api.save_instance(session, b.uuid, {"vm_state": VmState.DELETED, "task_state": None,
+                                                      "power_state": PowerState.NOSTATE, "terminated_at": now,
+                                                      "deleted_at": now}, expected_task_state=TaskState.DELETING)
+    return errors
 
 
 # -- resize ---------------------------------------------------------------------------------------

@@ -141,6 +141,18 @@ def import_inventory(session: Session, path: str | os.PathLike[str]) -> list[Hos
     return results
 
 
+def update_host(session: Session, name: str, address: str | None = None, availability_zone: str | None = None) -> Host:
+    """Change where a host is reached or which zone it is in (its facts are refreshed separately)."""
+    host = api.get_host(session, name)
+    if address is not None:
+        if not address or any(c.isspace() for c in address):
+            raise InvalidInput(f"invalid address {address!r} for host {name}")
+        host.address = address
+    if availability_zone is not None:
+        host.availability_zone = availability_zone
+    return host
+
+
 def set_enabled(session: Session, name: str, enabled: bool, reason: str | None = None) -> Host:
     host = api.get_host(session, name)
     host.enabled = enabled

@@ -1,0 +1,160 @@
+"""End-to-end fixtures: the real lab named by $KVMFLEET_LAB, driven only through the `kvmfleet` CLI.
+
+One controller state dir (SQLite store, job dirs, registered image) serves the whole session; each test
+deletes what it created, and the session ends by checking that no domain of ours is left on any host.
+Missing lab or tiny image is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+KVMFLEET = Path(sys.executable).parent / "kvmfleet"
+TINY_IMAGE = REPO / ".cache" / "images" / "tiny" / "kvmfleet-tiny.qcow2"
+PROJECT = "e2e"
+READY = "kvmfleet-guest: ready"
+
+
+class CliError(AssertionError):
+    pass
+
+
+@dataclass
+class LabHost:
+    name: str
+    address: str
+    ssh: list[str]
+
+    def run(self, command: str, check: bool = True) -> str:
+        proc = subprocess.run([*self.ssh, command], capture_output=True, text=True, timeout=60)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ssh {self.name} {command!r}: rc {proc.returncode}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def domains(self) -> list[str]:
+        return [d for d in self.run("virsh list --all --name").split() if d]
+
+
+def _lab_hosts(inventory: Path) -> list[LabHost]:
+    data = yaml.safe_load(inventory.read_text())
+    group = data["all"]["children"]["kvm_hosts"]
+    gv = group.get("vars") or {}
+    hosts = []
+    for name, hv in group["hosts"].items():
+        v = {**gv, **(hv or {})}
+        ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-i", v["ansible_ssh_private_key_file"],
+               *shlex.split(v.get("ansible_ssh_common_args", "")), f"{v.get('ansible_user', 'root')}@{v['ansible_host']}"]
+        hosts.append(LabHost(name, v["ansible_host"], ssh))
+    return hosts
+
+
+@dataclass
+class Fleet:
+    """The CLI with one state dir, plus direct (ssh) views of the lab hosts for checking."""
+
+    env: dict[str, str]
+    hosts: list[LabHost]
+    created: set[str] = field(default_factory=set)
+
+    def run(self, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(KVMFLEET), *args], capture_output=True, text=True, env=self.env, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise CliError(f"kvmfleet {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\n"
+                           f"stderr: {proc.stderr}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-f", "json").stdout)
+
+    def fails(self, *args: str) -> str:
+        """Run a command that must fail: returns its one-line error (stderr)."""
+        proc = self.run(*args, check=False)
+        assert proc.returncode != 0, f"kvmfleet {' '.join(args)} succeeded but should have failed:\n{proc.stdout}"
+        return " ".join(proc.stderr.split())
+
+    def create(self, name: str, *args: str, check: bool = True) -> list[dict[str, Any]]:
+        proc = self.run("server", "create", name, "--project", PROJECT, "--wait", "-f", "json", *args, check=check)
+        rows = json.loads(proc.stdout) if proc.stdout.strip() else []
+        self.created.update(r["id"] for r in rows)
+        if check:
+            assert all(r["status"] == "ACTIVE" for r in rows), rows
+        return rows
+
+    def show(self, server: str) -> dict[str, Any]:
+        return self.json("server", "show", server)
+
+    def servers(self) -> list[dict[str, Any]]:
+        return self.json("server", "list")
+
+    def host_usage(self) -> dict[str, dict[str, Any]]:
+        return {h["name"]: h for h in self.json("host", "list")}
+
+    def delete(self, *servers: str) -> None:
+        if servers:
+            self.run("server", "delete", *servers)
+
+    def lab_host(self, name: str) -> LabHost:
+        return next(h for h in self.hosts if h.name == name)
+
+    def ready_lines(self, server: str) -> list[str]:
+        out = self.run("server", "console-log", server, "-n", "400").stdout
+        return [ln for ln in out.splitlines() if READY in ln]
+
+    def wait_ready(self, server: str, count: int = 1, timeout: float = 120) -> str:
+        """Wait until the console shows at least `count` ready lines; returns the last one."""
+        deadline = time.monotonic() + timeout
+        lines: list[str] = []
+        while time.monotonic() < deadline:
+            lines = self.ready_lines(server)
+            if len(lines) >= count:
+                return lines[-1]
+            time.sleep(2)
+        raise AssertionError(f"server {server}: {len(lines)} ready line(s) after {timeout}s, wanted {count}")
+
+
+@pytest.fixture(scope="session")
+def lab_inventory() -> Path:
+    lab = os.environ.get("KVMFLEET_LAB")
+    assert lab, "KVMFLEET_LAB must name a running lab with 3 hosts (kvmfleet lab up --name NAME --hosts 3)"
+    inventory = Path("/var/lib/kvmfleet-lab") / lab / "hosts.yml"
+    assert inventory.is_file(), f"lab inventory missing: {inventory} (is lab {lab} up?)"
+    return inventory
+
+
+@pytest.fixture(scope="session")
+def fleet(lab_inventory: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    assert TINY_IMAGE.is_file(), f"tiny image missing: {TINY_IMAGE} (run `kvmfleet image build-tiny`)"
+    state = tmp_path_factory.mktemp("kvmfleet-state")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KVMFLEET_") or k == "KVMFLEET_LAB"}
+    env.update({"KVMFLEET_STATE_DIR": str(state), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+                "COLUMNS": "200"})
+    f = Fleet(env=env, hosts=_lab_hosts(lab_inventory))
+    assert len(f.hosts) >= 3, f"the e2e tests need a lab of 3 hosts, {lab_inventory} has {len(f.hosts)}"
+    f.run("host", "import", "--inventory", str(lab_inventory))
+    f.run("image", "register", "tiny", "--file", str(TINY_IMAGE))
+    f.run("project", "create", PROJECT)
+    f.run("quota", "set", PROJECT, "--instances", "-1", "--cores", "-1", "--ram", "-1")
+    f.run("flavor", "create", "e2e.nano", "--vcpus", "1", "--ram", "128", "--disk", "1")
+    f.run("flavor", "create", "e2e.micro", "--vcpus", "1", "--ram", "192", "--disk", "1")
+    # Sparse qcow2 overlays make a 200 GB root disk free to build, yet only one fits on a lab host.
+    f.run("flavor", "create", "e2e.disk200", "--vcpus", "1", "--ram", "128", "--disk", "200")
+    f.run("flavor", "create", "e2e.huge", "--vcpus", "1", "--ram", "4194304", "--disk", "1")  # 4 TiB
+    yield f
+    # Whatever a failed test left behind goes, then nothing of ours may remain on any host.
+    left = [s["id"] for s in f.servers()]
+    for server in left:
+        f.run("server", "delete", server, check=False)
+    leaked = {h.name: [d for d in h.domains() if any(u in d for u in f.created)] for h in f.hosts}
+    assert not any(leaked.values()), f"domains left on the hosts: {leaked}"
