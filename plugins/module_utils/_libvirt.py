@@ -38,6 +38,7 @@ STATE = {
 STATE_NUM = {v: k for k, v in STATE.items()}
 
 # libvirt error codes we branch on (virErrorNumber)
+ERR_NO_SUPPORT = 3
 ERR_NO_DOMAIN = 42
 ERR_OPERATION_INVALID = 55
 
@@ -136,3 +137,18 @@ def with_libvirt_errors(doing):
                 return func(*args, **kwargs)
         return wrapper
     return decorate
+
+
+def effective_xml(dom, state=None):
+    """The XML of the configuration in effect: the live one, or for a managed save the saved one
+    (what the domain will resume with), falling back to the definition where a driver cannot tell."""
+    state = state or domain_state(dom)
+    if state == "suspended":
+        try:
+            with libvirt_errors(f"read managed save of domain {dom.name()}"):
+                return dom.managedSaveGetXMLDesc(0)
+        except KvmfleetError as exc:
+            if exc.details.get("libvirt_error_code") != ERR_NO_SUPPORT:
+                raise
+    with libvirt_errors(f"read definition of domain {dom.name()}"):
+        return dom.XMLDesc(0)

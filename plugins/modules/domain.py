@@ -309,6 +309,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._libvirt import (
     close,
     connect,
     domain_state,
+    effective_xml,
     libvirt_errors,
     lookup_domain,
 )
@@ -346,7 +347,7 @@ META_ELEMENT = 2
 AFFECT_LIVE = 1
 AFFECT_CONFIG = 2
 SHUTDOWN_RETRY_INTERVAL = 5  # seconds between ACPI power button presses while stopping
-ERR_NO_SUPPORT = 3  # a driver without managedSaveGetXMLDesc (the test driver)
+ERR_NO_SUPPORT = 3  # a driver without a call or flag
 ERR_INVALID_ARG = 8  # a driver without a flag, e.g. START_PAUSED
 
 
@@ -490,18 +491,11 @@ class DomainManager:
                                       memory_mb=self.p.memory_mb, host_memory_mb=total)
 
     def _read_running_config(self, dom, state):
-        """The configuration in effect: the live XML, or the saved one for a managed save."""
-        if state == "suspended":
-            try:
-                with libvirt_errors(f"read managed save of domain {self.p.name}"):
-                    return parse_domain_xml(dom.managedSaveGetXMLDesc(0))
-            except KvmfleetError as exc:
-                if exc.details.get("libvirt_error_code") != ERR_NO_SUPPORT:
-                    raise
-        return self._read(dom)
+        return parse_domain_xml(effective_xml(dom, state))
 
     def _describe(self, dom):
-        return domain_view(self._read(dom), domain_state(dom))
+        state = domain_state(dom)
+        return domain_view(self._read_running_config(dom, state), state)
 
     # -- a domain that does not exist yet ------------------------------------------------------------
 

@@ -107,6 +107,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._libvirt import (
     close,
     connect,
     domain_state,
+    effective_xml,
     libvirt_errors,
     lookup_domain,
 )
@@ -153,7 +154,8 @@ class DomainInfoManager:
     def _describe(dom):
         try:
             with libvirt_errors("describe domain"):
-                return domain_view(parse_domain_xml(dom.XMLDesc(0)), domain_state(dom))
+                state = domain_state(dom)
+                return domain_view(parse_domain_xml(effective_xml(dom, state)), state)
         except DomainNotFound:
             return None  # undefined while we were listing
 
