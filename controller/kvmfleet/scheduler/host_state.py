@@ -239,7 +239,8 @@ class HostState:
         self._recompute()
 
     def update(self, row: Mapping[str, Any]) -> None:
-        """Take new values from a provider row (same keys as ``from_dict``); keeps this object."""
+        """Take every value from a full provider row (same keys as ``from_dict``, name optional); keeps
+        this object, so references held elsewhere see the new values."""
         fresh = HostState.from_dict({"name": self.name, **row})
         if fresh.name != self.name:
             raise InvalidRequest(f"host {self.name}: a row for {fresh.name} cannot update it")

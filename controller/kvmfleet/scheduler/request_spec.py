@@ -116,7 +116,7 @@ class ServerGroup:
 @dataclass(slots=True)
 class RequestSpec:
     flavor: Flavor
-    image: ImageMeta = field(default_factory=ImageMeta)
+    image: ImageMeta | None = field(default_factory=ImageMeta)
     availability_zone: str | None = None
     project: str | None = None
     server_group: ServerGroup | None = None
@@ -126,6 +126,8 @@ class RequestSpec:
     request_id: str | None = None
 
     def __post_init__(self) -> None:
+        if self.image is None:
+            self.image = ImageMeta()
         _count("num_instances", self.num_instances, 1)
         self.ignore_hosts = frozenset(self.ignore_hosts or ())
         if self.force_hosts is not None:
