@@ -115,6 +115,17 @@ def pending_restart(persistent, live, state):
     return [f for f in ("vcpus", "memory_mb") if persistent.get(f) is not None and persistent.get(f) != live.get(f)]
 
 
+def boots_fresh(current, steps):
+    """Whether the persistent definition is what the domain runs with after ``steps``: it ends shut off, or it
+    is started from shut off (not restored from a managed save) on the way."""
+    state = current
+    for action, after in steps:
+        if action in ("start", "start_paused") and state == "shutoff":
+            return True
+        state = after
+    return state in ("shutoff", "absent")
+
+
 def managed_view(fields, state):
     """The normalised managed fields used for diffs: never raw XML."""
     if fields is None:

@@ -320,7 +320,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._metadata import 
     normalise_metadata,
 )
 from ansible_collections.kvmfleet.compute.plugins.module_utils._plan import (
-    ACTIVE_STATES,
+    boots_fresh,
     config_changes,
     domain_view,
     managed_view,
@@ -643,9 +643,7 @@ class DomainManager:
         self.before = managed_view(config, state)
         self.after = managed_view(predicted, final)
         if self.module.check_mode:
-            live = self._read_running_config(dom, state)
-            if steps and final not in ACTIVE_STATES:
-                live = predicted
+            live = predicted if boots_fresh(state, steps) else self._read_running_config(dom, state)
             self.restart_required = pending_restart(predicted, live, final)
             self.domain = domain_view(dict(live, metadata=predicted["metadata"]), final)
             return

@@ -5,6 +5,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import In
 from ansible_collections.kvmfleet.compute.plugins.module_utils._plan import (
     TARGET_STATES,
     TRANSITIONS,
+    boots_fresh,
     config_changes,
     metadata_changes,
     pending_restart,
@@ -52,3 +53,8 @@ def test_metadata_changes(case):
 @pytest.mark.parametrize("case", case_params("pending_restart"))
 def test_pending_restart(case):
     assert pending_restart(case["persistent"], case["live"], case["state"]) == case["expected"]
+
+
+@pytest.mark.parametrize("case", case_params("boots_fresh"))
+def test_boots_fresh(case):
+    assert boots_fresh(case["current"], [tuple(step) for step in case["steps"]]) is case["expected"]

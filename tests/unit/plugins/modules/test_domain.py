@@ -156,12 +156,17 @@ def test_vcpus_and_memory_when_stopped_apply_and_when_running_need_restart(host,
     assert libvirt_dom(name).info()[3] == 1  # check mode changed nothing
     res = run_module(domain, args, capsys)
     assert res["changed"] and res["domain"]["vcpus"] == 2 and res["domain"]["memory_mb"] == 256
+    assert checked["diff"] == res["diff"]  # one plan: check mode predicted exactly this
+    assert checked["domain"] == res["domain"]
     assert res["restart_required"] == []
     assert run_module(domain, args, capsys)["changed"] is False
 
     run_module(domain, {"name": name, "uri": URI, "state": "running"}, capsys)
+    checked = run_module(domain, {"name": name, "uri": URI, "vcpus": 3}, capsys, check_mode=True)
     res = run_module(domain, {"name": name, "uri": URI, "vcpus": 3}, capsys)
     assert res["changed"] and res["restart_required"] == ["vcpus"]
+    assert (checked["diff"], checked["domain"], checked["restart_required"]) == \
+        (res["diff"], res["domain"], res["restart_required"])
     assert res["domain"]["vcpus"] == 2  # still running with the old value
     again = run_module(domain, {"name": name, "uri": URI, "vcpus": 3}, capsys)
     assert again["changed"] is False and again["restart_required"] == ["vcpus"]
