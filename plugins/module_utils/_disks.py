@@ -93,7 +93,7 @@ def create_seed(run, path, hostname, instance_id, user_data, which=shutil.which)
             raise KvmfleetError(f"create seed {path}: neither genisoimage nor mkfs.vfat+mcopy is installed")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    os.chmod(path, 0o644)
+    os.chmod(path, 0o600)  # user data may hold secrets; libvirt hands the file to QEMU itself
 
 
 def remove_file(path):
