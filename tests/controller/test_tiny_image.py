@@ -12,7 +12,6 @@ import re
 import uuid
 
 import pytest
-
 from kvmfleet.images import tiny
 from kvmfleet.images.tiny_boot import READY_RE, QemuGuest, make_config_drive, make_nocloud_seed
 
@@ -93,9 +92,8 @@ def test_missing_init_script_is_refused_and_nothing_written(tmp_path):
 
 
 def test_cli_build_tiny_json(image):
+    from kvmfleet.cli import _register, app
     from typer.testing import CliRunner
-
-    from kvmfleet.cli import app, _register
 
     _register()
     result = CliRunner().invoke(app, ["image", "build-tiny", "-f", "json"])
@@ -146,7 +144,7 @@ def test_boot_nocloud_seed_user_data_dhcp_and_power_button(image, tmp_path):
     seed = make_nocloud_seed(tmp_path / "seed.iso", "tiny-test-1", iid,
                              "#!/bin/sh\necho \"user-data-marker-$(hostname)\"\n")
     with QemuGuest(image.path, seed=seed, network="user") as guest:
-        match, seconds = _ready(guest, "NoCloud iso9660 seed on virtio, user-mode DHCP")
+        match, _ = _ready(guest, "NoCloud iso9660 seed on virtio, user-mode DHCP")
         assert match["hostname"] == "tiny-test-1"
         assert match["instance_id"] == iid
         assert match["ip"] == "10.0.2.15"  # QEMU user-mode DHCP's first address

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -15,10 +16,12 @@ err = Console(stderr=True)
 
 @app.command("build-tiny")
 def build_tiny(
-    force: bool = typer.Option(False, "--force", help="Rebuild even if the cached image's inputs are unchanged."),
-    fmt: str = typer.Option("table", "-f", "--format", help="table or json"),
-    init_script: Path = typer.Option(None, "--init-script", help="Use this /init instead of the built-in one."),
-    output_dir: Path = typer.Option(None, "--output-dir", help="Where to write the image (default: the cache)."),
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if the cached image's inputs are unchanged.")] = False,
+    fmt: Annotated[str, typer.Option("-f", "--format", help="table or json")] = "table",
+    init_script: Annotated[Path | None, typer.Option(
+        "--init-script", dir_okay=False, help="Use this /init instead of the built-in one.")] = None,
+    output_dir: Annotated[Path | None, typer.Option(
+        "--output-dir", file_okay=False, help="Where to write the image (default: the cache).")] = None,
 ) -> None:
     """Build the tiny guest image from Debian packages (cached; rebuilt only when its inputs change)."""
     from kvmfleet.images import tiny

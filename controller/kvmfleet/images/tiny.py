@@ -36,6 +36,7 @@ BUSYBOX_PACKAGE = "busybox-static"
 # cryptomgr.notests: the crypto self-tests cost about half a second under TCG.
 KERNEL_CMDLINE = "console=tty0 console=ttyS0 quiet cryptomgr.notests"
 # Host tools whose versions can change the image; recorded in the manifest.
+MKFS_VFAT_ARGS = ("--invariant", "-n", "KVMFLEET")
 TOOL_PACKAGES = ("syslinux", "syslinux-common", "mtools", "dosfstools", "qemu-utils")
 
 DATA_DIR = Path(__file__).resolve().parent
@@ -259,6 +260,8 @@ def current_inputs(init_script: Path | None = None) -> tuple[dict, dict[str, Deb
     debs = {role: _fetch(p["package"], p["version"], p["sha256"], dest) for role, p in _resolve_packages().items()}
     manifest = {
         "builder_version": BUILDER_VERSION,
+        # Any change to this builder's code changes the image's inputs too.
+        "builder_sha256": _sha256_file(Path(__file__)),
         "packages": {role: deb.manifest() for role, deb in debs.items()},
         "scripts": {
             "init": _sha256_file(init_script),
@@ -452,7 +455,7 @@ def _build(work: Path, debs: dict[str, Deb], init_script: Path, target: Path) ->
     raw = work / "disk.raw"
     with raw.open("wb") as f:
         f.truncate(size_mib << 20)
-    _run(["mkfs.vfat", "--invariant", "-n", "KVMFLEET", str(raw)], "make the FAT filesystem")
+    _run(["mkfs.vfat", *MKFS_VFAT_ARGS, str(raw)], "make the FAT filesystem")
     _run(["syslinux", "--install", str(raw)], "install syslinux")
     _run(["mcopy", "-i", str(raw), "-m",
           str(files / "syslinux.cfg"), str(files / "vmlinuz"), str(files / "initrd.gz"), "::/"],

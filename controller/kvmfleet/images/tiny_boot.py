@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 READY_RE = re.compile(r"kvmfleet-guest: ready hostname=(?P<hostname>\S+) ip=(?P<ip>\S+) instance-id=(?P<instance_id>\S+)")
 
@@ -111,7 +112,7 @@ class QemuGuest:
             raise ValueError(f"network must be user or none, not {self.network!r}")
         return argv
 
-    def start(self) -> QemuGuest:
+    def start(self) -> Self:
         _run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(self.image.resolve()),
               str(self.dir / "disk.qcow2")])
         self.serial_path.touch()
@@ -179,7 +180,7 @@ class QemuGuest:
             self.proc.stdout.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> QemuGuest:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
