@@ -366,6 +366,30 @@ def _undefine(dom, name):
 class DomainParams:
     """The module parameters, validated and with paths resolved. Raises ValidationError."""
 
+    name: str
+    uuid: str | None
+    uri: str
+    state: str
+    vcpus: int | None
+    memory_mb: int | None
+    virt_type: str
+    arch: str
+    machine: str | None
+    images_dir: str
+    instances_dir: str
+    instance_dir: str
+    root_disk: dict | None  # {image, path, size_gb}
+    disks: list  # [{size_gb, bus}]
+    nics: list  # [{network, mac, model}]
+    config_drive: dict | None
+    metadata: dict
+    serial_log: bool
+    vnc: bool
+    force_stop: bool
+    stop_timeout: int
+    wait: bool
+    timeout: int
+
     def __init__(self, params):
         self.name = validate_name(params["name"], "domain name")
         self.uuid = validate_uuid(params["uuid"], "uuid") if params.get("uuid") else None

@@ -116,6 +116,12 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._validate import 
 
 
 class DomainInfoParams:
+    """The module parameters, validated."""
+
+    uri: str
+    name: str | None
+    all: bool
+
     def __init__(self, params):
         self.uri = params["uri"]
         self.name = validate_name(params["name"], "domain name") if params.get("name") is not None else None
