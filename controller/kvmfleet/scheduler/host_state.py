@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from kvmfleet.scheduler.columns import MIRRORED, HostColumns
 from kvmfleet.scheduler.exceptions import InvalidRequest
 
 if TYPE_CHECKING:
@@ -88,7 +89,14 @@ class HostState:
         f for f in FIELDS + _DERIVED
         if f not in ("enabled", "up", "fit_memory_mb", "fit_vcpus", "fit_disk_gb", "free_memory_mb", "free_vcpus",
                      "free_disk_gb", "name", "az", "arch", "num_instances", "failed_builds")
-    ) + ("_failed_builds", "__weakref__")
+    ) + ("_failed_builds", "_cols", "_idx", "__weakref__")
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        # Every assignment of a mirrored attribute also reaches the manager's columns (O(1)).
+        object.__setattr__(self, attr, value)
+        cols = self._cols
+        if cols is not None and attr in MIRRORED:
+            cols.set(self._idx, attr, value)
 
     def __init__(
         self,
@@ -119,6 +127,8 @@ class HostState:
     ):
         if not isinstance(name, str) or not name:
             raise InvalidRequest(f"host name must be a non-empty string, got {name!r}")
+        object.__setattr__(self, "_cols", None)  # not in a HostManager's columns (yet)
+        object.__setattr__(self, "_idx", -1)
         self.name = name
         self.address = address
         self.arch = canonical_arch(arch)
@@ -173,6 +183,11 @@ class HostState:
         if missing:
             raise InvalidRequest("host {}: missing field(s) {}".format(name, ", ".join(missing)), host=name)
         return cls(name, **args)
+
+    def _attach(self, cols: HostColumns | None, index: int) -> None:
+        """Mirror this state into ``cols`` at ``index`` from now on (None: stop)."""
+        object.__setattr__(self, "_cols", cols)
+        object.__setattr__(self, "_idx", index)
 
     def _check_int(self, key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -260,17 +275,31 @@ class HostState:
                 f"disk_gb={self.free_disk_gb:g} instances={self.num_instances})")
 
 
+class HostList(list):
+    """The manager's list of host states, ordered by name, carrying their columnar mirror
+    (``columns``): the scheduler takes the vectorised path on it without building anything.
+    Callers must not modify it (the scheduler checks its length against the columns)."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, states: Iterable[HostState], columns: HostColumns):
+        super().__init__(states)
+        self.columns = columns
+
+
 class HostManager:
     """All host states, keyed by name, refreshed from a provider (Nova's HostManager cache).
 
     ``host_states()`` returns the same list object until the set of hosts changes, ordered by name,
-    so the scheduler can take it on every request for free.
+    so the scheduler can take it on every request for free. The list carries the columnar mirror
+    of the states (``HostColumns``), kept current by every assignment to a mirrored attribute
+    (``consume``/``release``/``update``/``load`` included), O(1) per change.
     """
 
     def __init__(self, provider: Callable[[], Iterable[Mapping[str, Any]]] | None = None):
         self._provider = provider
         self._by_name: dict[str, HostState] = {}
-        self._ordered: list[HostState] = []
+        self._ordered: HostList = HostList((), HostColumns((), attach=True))
 
     @classmethod
     def from_rows(cls, rows: Iterable[Mapping[str, Any]]) -> HostManager:
@@ -307,9 +336,16 @@ class HostManager:
         membership_changed = by_name.keys() != self._by_name.keys()
         self._by_name = by_name
         if membership_changed or len(self._ordered) != len(by_name):
-            self._ordered = [by_name[n] for n in sorted(by_name)]
+            self._ordered.columns.detach()
+            ordered = [by_name[n] for n in sorted(by_name)]
+            self._ordered = HostList(ordered, HostColumns(ordered, attach=True))
 
-    def host_states(self) -> list[HostState]:
+    @property
+    def columns(self) -> HostColumns:
+        """The columnar mirror of ``host_states()``."""
+        return self._ordered.columns
+
+    def host_states(self) -> HostList:
         """Every host state, ordered by name (the caller must not modify the list)."""
         return self._ordered
 

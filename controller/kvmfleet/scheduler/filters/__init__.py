@@ -1,9 +1,17 @@
 """Host filters. Each is one class with ``host_passes(host, spec) -> bool``.
 
-The scheduler calls ``filter_all(hosts, spec)``, the batch form (Nova's ``BaseFilter.filter_all``).
+The per-host path calls ``filter_all(hosts, spec)``, the batch form (Nova's ``BaseFilter.filter_all``).
 The default runs ``host_passes`` on every host; filters override it to hoist what depends only on
 the request out of the per-host loop, and return the input list unchanged when the request does not
-concern them. Both forms must agree (the tests check that on every case file).
+concern them.
+
+A filter may also define the vectorised form ``mask(columns, spec)``: a boolean NumPy array over
+every position of the ``HostColumns`` (True = passes), or None when the request does not concern
+it (every host passes). The scheduler uses it when the class that defines ``mask`` is the one that
+defines (or inherits from the one that defines) ``host_passes`` and ``filter_all``, so a subclass
+that changes the per-host rule without a new ``mask`` runs per host. All forms must agree (the
+tests check that on every case file and on generated workloads). The scheduler never writes into
+a returned array, so ``mask`` may return a column itself.
 """
 
 from __future__ import annotations
@@ -36,3 +44,6 @@ class HostFilter:
         """The hosts that pass, in their input order (may return ``hosts`` itself; never modify it)."""
         passes = self.host_passes
         return [h for h in hosts if passes(h, spec)]
+
+    # Optional vectorised form: ``def mask(self, columns: HostColumns, spec) -> numpy bool array | None``.
+    mask = None

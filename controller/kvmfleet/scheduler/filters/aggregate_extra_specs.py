@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
+
 from kvmfleet.scheduler.filters import HostFilter
 
 SCOPE = "aggregate_instance_extra_specs"
@@ -96,3 +98,14 @@ class AggregateInstanceExtraSpecsFilter(HostFilter):
         if not specs:
             return hosts
         return [h for h in hosts if _host_matches(h.aggregate_metadata, specs)]
+
+    def mask(self, cols, spec):
+        if not spec.flavor.extra_specs:
+            return None
+        specs = checked_specs(spec.flavor.extra_specs)
+        if not specs:
+            return None
+        # once per distinct aggregate-metadata set, then looked up per host by its code
+        ok = np.fromiter((_host_matches(m, specs) for m in cols.agg_metadata), dtype=bool,
+                         count=len(cols.agg_metadata))
+        return ok[cols.agg]

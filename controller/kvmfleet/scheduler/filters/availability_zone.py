@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from kvmfleet.scheduler.filters import HostFilter
 
 
@@ -14,3 +16,10 @@ class AvailabilityZoneFilter(HostFilter):
         if az is None:
             return hosts
         return [h for h in hosts if h.az == az]
+
+    def mask(self, cols, spec):
+        az = spec.availability_zone
+        if az is None:
+            return None
+        code = cols.az_code(az)
+        return cols.az == code if code is not None else np.zeros(cols.n, dtype=bool)

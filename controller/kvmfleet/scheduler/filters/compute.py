@@ -11,3 +11,6 @@ class ComputeFilter(HostFilter):
 
     def filter_all(self, hosts, spec):
         return [h for h in hosts if h.enabled and h.up]
+
+    def mask(self, cols, spec):
+        return cols.usable

@@ -6,6 +6,8 @@ guests, so only the architecture can differ. Names are canonical (amd64 -> x86_6
 
 from __future__ import annotations
 
+import numpy as np
+
 from kvmfleet.scheduler.filters import HostFilter
 
 
@@ -18,3 +20,10 @@ class ImagePropertiesFilter(HostFilter):
         if arch is None:
             return hosts
         return [h for h in hosts if h.arch == arch]
+
+    def mask(self, cols, spec):
+        arch = spec.image.arch
+        if arch is None:
+            return None
+        code = cols.arch_code(arch)
+        return cols.arch == code if code is not None else np.zeros(cols.n, dtype=bool)

@@ -12,3 +12,6 @@ class NumInstancesFilter(HostFilter):
     def filter_all(self, hosts, spec):
         limit = self.config.max_instances_per_host
         return [h for h in hosts if h.num_instances < limit]
+
+    def mask(self, cols, spec):
+        return cols.num_instances < self.config.max_instances_per_host

@@ -21,3 +21,10 @@ class ResourceFilter(HostFilter):
         # floats on both sides: int/float comparisons cost twice as much
         mem, cpu, disk = float(f.memory_mb), float(f.vcpus), float(f.disk_gb)
         return [h for h in hosts if h.fit_memory_mb >= mem and h.fit_vcpus >= cpu and h.fit_disk_gb >= disk]
+
+    def mask(self, cols, spec):
+        f = spec.flavor
+        out = cols.fit_memory_mb >= f.memory_mb
+        out &= cols.fit_vcpus >= f.vcpus
+        out &= cols.fit_disk_gb >= f.disk_gb
+        return out

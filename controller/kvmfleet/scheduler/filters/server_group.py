@@ -11,6 +11,8 @@ The soft policies are weighers, not filters.
 
 from __future__ import annotations
 
+import numpy as np
+
 from kvmfleet.scheduler.filters import HostFilter
 
 
@@ -27,6 +29,14 @@ class ServerGroupAffinityFilter(HostFilter):
             return hosts
         members = group.hosts
         return [h for h in hosts if h.name in members]
+
+    def mask(self, cols, spec):
+        group = spec.server_group
+        if group is None or group.policy != "affinity" or not group.hosts:
+            return None
+        out = np.zeros(cols.n, dtype=bool)  # sparse: only the group's hosts are touched
+        out[cols.positions_of(group.hosts)] = True
+        return out
 
 
 class ServerGroupAntiAffinityFilter(HostFilter):
@@ -48,3 +58,15 @@ class ServerGroupAntiAffinityFilter(HostFilter):
         if not full:
             return hosts
         return [h for h in hosts if h.name not in full]
+
+    def mask(self, cols, spec):
+        group = spec.server_group
+        if group is None or group.policy != "anti-affinity" or not group.hosts:
+            return None
+        limit = group.max_server_per_host or 1
+        full = [name for name, n in group.hosts.items() if n >= limit]
+        if not full:
+            return None
+        out = np.ones(cols.n, dtype=bool)  # sparse: only the full hosts are touched
+        out[cols.positions_of(full)] = False
+        return out

@@ -5,8 +5,14 @@ with ``(value - minval) / (maxval - minval)`` (min and max taken over the candid
 weigher fixes ``minval``/``maxval``; all-equal values give 0), multiplied by the weigher's
 multiplier, and summed. Higher wins; a negative multiplier turns spreading into packing.
 
-The scheduler calls ``weigh_all(hosts, spec)``; it returns the raw values in host order, or None
+The per-host path calls ``weigh_all(hosts, spec)``; it returns the raw values in host order, or None
 when the weigher has no opinion on this request (every host the same), which costs nothing.
+
+A weigher may also define the vectorised form ``weigh_columns(columns, spec)``: a float NumPy array
+with the raw value of every position of the ``HostColumns`` (the scheduler takes the candidates'
+entries), or None for no opinion. As for filters, it is used only when its class is (or derives
+from) the class defining ``weigh`` and ``weigh_all``; all forms must agree. The scheduler never
+writes into a returned array, so it may return a column itself.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ class HostWeigher:
     def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float] | None:
         weigh = self.weigh
         return [weigh(h, spec) for h in hosts]
+
+    # Optional vectorised form: ``def weigh_columns(self, columns: HostColumns, spec) -> numpy array | None``.
+    weigh_columns = None
 
 
 def normalize(values: list[float], minval: float | None = None, maxval: float | None = None) -> list[float]:

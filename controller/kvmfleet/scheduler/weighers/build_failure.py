@@ -20,3 +20,8 @@ class BuildFailureWeigher(HostWeigher):
         if not hosts_with_failed_builds():  # no host anywhere has failures: all weigh the same
             return None
         return [-h.failed_builds for h in hosts]
+
+    def weigh_columns(self, cols, spec):
+        if not cols.failed_builds.any():
+            return None
+        return 0.0 - cols.failed_builds  # +0.0 where there are none, as -0 is for ints

@@ -16,3 +16,6 @@ class NumInstancesWeigher(HostWeigher):
 
     def weigh_all(self, hosts, spec):
         return [h.num_instances for h in hosts]
+
+    def weigh_columns(self, cols, spec):
+        return cols.num_instances

@@ -16,6 +16,9 @@ class RAMWeigher(HostWeigher):
     def weigh_all(self, hosts, spec):
         return [h.free_memory_mb for h in hosts]
 
+    def weigh_columns(self, cols, spec):
+        return cols.free_memory_mb
+
 
 class CPUWeigher(HostWeigher):
     def weigh(self, host, spec):
@@ -24,6 +27,9 @@ class CPUWeigher(HostWeigher):
     def weigh_all(self, hosts, spec):
         return [h.free_vcpus for h in hosts]
 
+    def weigh_columns(self, cols, spec):
+        return cols.free_vcpus
+
 
 class DiskWeigher(HostWeigher):
     def weigh(self, host, spec):
@@ -31,3 +37,6 @@ class DiskWeigher(HostWeigher):
 
     def weigh_all(self, hosts, spec):
         return [h.free_disk_gb for h in hosts]
+
+    def weigh_columns(self, cols, spec):
+        return cols.free_disk_gb

@@ -7,6 +7,8 @@ get no opinion. Member counts come from ``spec.server_group.hosts``, like the ha
 
 from __future__ import annotations
 
+import numpy as np
+
 from kvmfleet.scheduler.weighers import HostWeigher
 
 
@@ -27,6 +29,18 @@ class _SoftGroupWeigher(HostWeigher):
         get = group.hosts.get
         sign = self.sign
         return [sign * get(h.name, 0) for h in hosts]
+
+    def weigh_columns(self, cols, spec):
+        group = spec.server_group
+        if group is None or group.policy != self.policy or not group.hosts:
+            return None
+        out = np.full(cols.n, self.sign * 0.0)  # sparse: only the group's hosts are touched
+        index = cols.index
+        for name, count in group.hosts.items():
+            i = index.get(name)
+            if i is not None:
+                out[i] = self.sign * count
+        return out
 
 
 class ServerGroupSoftAffinityWeigher(_SoftGroupWeigher):
