@@ -91,6 +91,19 @@ def test_missing_init_script_is_refused_and_nothing_written(tmp_path):
     assert not (out / tiny.MANIFEST_NAME).exists()
 
 
+def test_without_apt_lists_the_last_resolution_serves(image, tmp_path, monkeypatch):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    conf = tmp_path / "apt.conf"
+    conf.write_text(f'Dir::State::Lists "{lists}";\n')
+    monkeypatch.setenv("APT_CONFIG", str(conf))
+    monkeypatch.setattr(tiny, "APT_LISTS", lists)
+    with pytest.raises(tiny.TinyImageError, match="busybox-static"):
+        tiny._apt_show(["busybox-static"])  # apt really knows no packages now
+    again = tiny.build_tiny()
+    assert (again.cached, again.sha256) == (True, image.sha256)
+
+
 def test_cli_build_tiny_json(image):
     from kvmfleet.cli import _register, app
     from typer.testing import CliRunner
@@ -168,11 +181,12 @@ def test_boot_config_drive_on_ide_cdrom_without_network(image, tmp_path):
         assert "config-drive-user-data-ran" in guest.serial()
 
 
-def test_boot_vfat_seed_without_script_user_data(image, tmp_path):
+@pytest.mark.parametrize("label", ["cidata", "CIDATA"])
+def test_boot_vfat_seed_without_script_user_data(image, tmp_path, label):
     seed = make_nocloud_seed(tmp_path / "seed.img", "vfat-host", "iid-vfat",
-                             "#cloud-config\nruncmd:\n  - echo should-not-run\n", fs="vfat")
+                             "#cloud-config\nruncmd:\n  - echo should-not-run\n", fs="vfat", label=label)
     with QemuGuest(image.path, seed=seed, network="user") as guest:
-        match, _ = _ready(guest, "NoCloud vfat seed (label CIDATA) on virtio")
+        match, _ = _ready(guest, f"NoCloud vfat seed (label {label}) on virtio")
         assert (match["hostname"], match["instance_id"]) == ("vfat-host", "iid-vfat")
         assert "user-data exit" not in guest.serial()
 

@@ -194,12 +194,19 @@ def _resolve_packages() -> dict[str, dict[str, str]]:
     fingerprint = _apt_fingerprint()
     try:
         saved = json.loads(memo.read_text())
-        if saved.get("fingerprint") == fingerprint:
-            return saved["packages"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        pass
+    except (FileNotFoundError, json.JSONDecodeError):
+        saved = {}
+    if saved.get("fingerprint") == fingerprint and "packages" in saved:
+        return saved["packages"]
 
-    first = _apt_show([KERNEL_META_PACKAGE, BUSYBOX_PACKAGE])
+    try:
+        first = _apt_show([KERNEL_META_PACKAGE, BUSYBOX_PACKAGE])
+    except TinyImageError:
+        # No usable apt lists (cleaned, or never updated): the last resolution still names exact
+        # versions and hashes, and the .debs are checked against those hashes.
+        if "packages" in saved:
+            return saved["packages"]
+        raise
     depends = first[KERNEL_META_PACKAGE].get("Depends", "")
     kernel = next((name for name in (alt.strip().split(" ", 1)[0] for alt in re.split(r"[,|]", depends))
                    if name.startswith("linux-image-")), None)

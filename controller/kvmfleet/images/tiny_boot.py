@@ -36,8 +36,8 @@ def _run(argv: list[str]) -> None:
 
 
 def make_nocloud_seed(path: Path, hostname: str | None, instance_id: str | None, user_data: str | None,
-                      fs: str = "iso9660") -> Path:
-    """A NoCloud seed (label cidata) as iso9660 (genisoimage) or vfat (mkfs.vfat + mcopy)."""
+                      fs: str = "iso9660", label: str = "cidata") -> Path:
+    """A NoCloud seed (label `label`) as iso9660 (genisoimage) or vfat (mkfs.vfat + mcopy)."""
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -49,11 +49,11 @@ def make_nocloud_seed(path: Path, hostname: str | None, instance_id: str | None,
         (d / "meta-data").write_text("\n".join(meta) + "\n")
         (d / "user-data").write_text(user_data or "")
         if fs == "iso9660":
-            _run(["genisoimage", "-quiet", "-o", str(path), "-V", "cidata", "-J", "-r",
+            _run(["genisoimage", "-quiet", "-o", str(path), "-V", label, "-J", "-r",
                   str(d / "meta-data"), str(d / "user-data")])
         elif fs == "vfat":
             path.unlink(missing_ok=True)
-            _run(["mkfs.vfat", "-n", "CIDATA", "-C", str(path), "1024"])
+            _run(["mkfs.vfat", "-n", label, "-C", str(path), "1024"])
             _run(["mcopy", "-i", str(path), str(d / "meta-data"), str(d / "user-data"), "::/"])
         else:
             raise ValueError(f"seed filesystem must be iso9660 or vfat, not {fs!r}")
