@@ -96,6 +96,9 @@ hostname=$(echo "$hostname" | tr -cd 'A-Za-z0-9.-' | cut -c1-63)
 [ -n "$hostname" ] || hostname=kvmfleet-guest
 hostname "$hostname"
 echo "$hostname" > /etc/hostname
+# The ready line is parsed as space-separated key=value pairs.
+instance_id=$(echo "$instance_id" | tr -d '[:space:]')
+[ -n "$instance_id" ] || instance_id=none
 
 ip link set lo up
 ip=none
