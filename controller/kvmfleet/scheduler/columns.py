@@ -128,9 +128,8 @@ class HostColumns:
             self.arch[i] = self._code(self.arch_codes, value)
         elif attr == "aggregate_metadata":
             self.agg[i] = self._agg_code(value)
-        elif attr == "name":
-            if value != self.names[i]:
-                raise InvalidRequest(f"host {self.names[i]} is held by a HostManager and cannot be renamed to {value}")
+        elif attr == "name" and value != self.names[i]:
+            raise InvalidRequest(f"host {self.names[i]} is held by a HostManager and cannot be renamed to {value}")
 
     def sync_row(self, i: int) -> None:
         """Re-read every mirrored attribute of the host at position ``i``."""

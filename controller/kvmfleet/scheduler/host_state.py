@@ -92,11 +92,12 @@ class HostState:
     ) + ("_failed_builds", "_cols", "_idx", "__weakref__")
 
     def __setattr__(self, attr: str, value: Any) -> None:
-        # Every assignment of a mirrored attribute also reaches the manager's columns (O(1)).
-        object.__setattr__(self, attr, value)
+        # Every assignment of a mirrored attribute also reaches the manager's columns (O(1)); the
+        # columns first, so a refused value (a rename) leaves the state as it was.
         cols = self._cols
         if cols is not None and attr in MIRRORED:
             cols.set(self._idx, attr, value)
+        object.__setattr__(self, attr, value)
 
     def __init__(
         self,

@@ -159,6 +159,8 @@ class Scheduler:
         self.weighers = load_weighers(self.config) if weighers is None else list(weighers)
         self.vectorised = vectorised
         self._rng = random.Random(self.config.seed)
+        self._plan_key: tuple = ()
+        self._plan: tuple[list, list] = ([], [])
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -224,6 +226,15 @@ class Scheduler:
 
     # -- vectorised pipeline --------------------------------------------------------------------
 
+    def _vector_plan(self) -> tuple[list, list]:
+        """[(filter, has mask)], [(weigher, has weigh_columns)] for the current plug-in lists."""
+        key = (tuple(self.filters), tuple(self.weighers))
+        if key != self._plan_key:
+            self._plan = ([(f, has_vector_form(f)) for f in self.filters],
+                          [(w, has_vector_form(w)) for w in self.weighers])
+            self._plan_key = key
+        return self._plan
+
     def _columns(self, hosts: Sequence[HostState]) -> HostColumns | None:
         """The columns to schedule on, or None for the per-host path."""
         if not self.vectorised:
@@ -250,10 +261,10 @@ class Scheduler:
             keep = np.zeros(n, dtype=bool)
             keep[cols.positions_of(spec.force_hosts)] = True
             current, count = self._stage_columns(FORCE_HOSTS, keep, cols, current, count, counts, rejected)
-        for host_filter in self.filters:
+        for host_filter, vector in self._vector_plan()[0]:
             if not count:
                 break
-            if has_vector_form(host_filter):
+            if vector:
                 mask = host_filter.mask(cols, spec)
             else:
                 mask = self._mask_per_host(host_filter, cols, current, spec)
@@ -291,15 +302,15 @@ class Scheduler:
         """As ``_weigh``, over the candidates' positions ``idx`` (None: every position)."""
         terms = []
         candidates = None
-        for weigher in self.weighers:
+        for weigher, vector in self._vector_plan()[1]:
             multiplier = weigher.multiplier
             if multiplier == 0.0:
                 continue
-            if has_vector_form(weigher):
+            if vector:
                 values = weigher.weigh_columns(cols, spec)
                 if values is None:
                     continue
-                raw = values if idx is None else values[idx]
+                raw = values if idx is None else values.take(idx)
             else:
                 if candidates is None:
                     candidates = cols.states if idx is None else [cols.states[i] for i in idx.tolist()]

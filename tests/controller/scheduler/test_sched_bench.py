@@ -1,23 +1,17 @@
 """A small generated workload through `kvmfleet bench scheduler`, checked by the shared verify.py.
 
-The workload generator and checker live in the shared benchmark directory ($KVMFLEET_SCHEDBENCH_DIR,
-default /work/shared/bench); the test is skipped when they are not there.
+The workload generator and checker are the shared benchmark tools, found by the ``schedbench``
+fixture (conftest.py: $KVMFLEET_SCHEDBENCH_DIR or ../shared/bench beside the repository); the
+test fails, naming the path, when they are missing.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(os.environ.get("KVMFLEET_SCHEDBENCH_DIR", "/work/shared/bench"))
-
-pytestmark = pytest.mark.skipif(not (BENCH / "gen_workload.py").exists() or not (BENCH / "verify.py").exists(),
-                                reason=f"scheduler benchmark tools not found in {BENCH}")
 
 
 def run(*args):
@@ -25,9 +19,9 @@ def run(*args):
 
 
 @pytest.mark.parametrize("hosts, requests, seed", [(300, 800, 3), (40, 1200, 5)])
-def test_generated_workload_passes_verify(tmp_path, hosts, requests, seed):
+def test_generated_workload_passes_verify(tmp_path, schedbench, hosts, requests, seed):
     workload, result, report = tmp_path / "w.json", tmp_path / "r.json", tmp_path / "report.json"
-    gen = run(sys.executable, BENCH / "gen_workload.py", "--hosts", hosts, "--requests", requests,
+    gen = run(sys.executable, schedbench / "gen_workload.py", "--hosts", hosts, "--requests", requests,
               "--seed", seed, "--out", workload)
     assert gen.returncode == 0, gen.stderr
 
@@ -42,7 +36,7 @@ def test_generated_workload_passes_verify(tmp_path, hosts, requests, seed):
     assert summary["placed"] + summary["failed"] == requests
     assert 0 < summary["p50_ms"] <= summary["p90_ms"] <= summary["p99_ms"] <= summary["max_ms"]
 
-    check = run(sys.executable, BENCH / "verify.py", "--workload", workload, "--result", result, "--json", report)
+    check = run(sys.executable, schedbench / "verify.py", "--workload", workload, "--result", result, "--json", report)
     assert check.returncode == 0, check.stdout + check.stderr
     rep = json.loads(report.read_text())
     assert rep["ok"] and rep["violations"] == {}

@@ -1,4 +1,6 @@
-"""Scheduler behaviour beyond single filters/weighers: multi-create, NoValidHost, explain, host cache."""
+"""Scheduler behaviour beyond single filters/weighers: multi-create, NoValidHost, explain, host cache.
+
+Every test using a scheduler runs on both paths (the ``sched`` fixture: vectorised and per host)."""
 
 from __future__ import annotations
 
@@ -27,62 +29,72 @@ def hosts(n=3, **fields):
     return [HostState.from_dict({"name": f"h{i + 1}", **row}) for i in range(n)]
 
 
+@pytest.fixture(params=["vectorised", "per-host"])
+def sched(request):
+    """Scheduler(...) on one path; every test here runs on both."""
+    vectorised = request.param == "vectorised"
+
+    def make(config=None, **kwargs):
+        return Scheduler(config, vectorised=vectorised, **kwargs)
+    return make
+
+
 def usage(states):
     return {h.name: (h.vcpus_used, h.memory_mb_used, h.disk_gb_used, h.num_instances) for h in states}
 
 
-def test_multi_create_anti_affinity_uses_distinct_hosts():
+def test_multi_create_anti_affinity_uses_distinct_hosts(sched):
     states = hosts(3)
     group = ServerGroup("web", "anti-affinity")
     spec = RequestSpec(flavor=SMALL, server_group=group, num_instances=3)
-    selections = Scheduler().select_destinations(spec, states)
+    selections = sched().select_destinations(spec, states)
     assert sorted(s.name for s in selections) == ["h1", "h2", "h3"]
     assert group.hosts == {"h1": 1, "h2": 1, "h3": 1}
     assert all(h.server_group_instances == {"web": 1} for h in states)
 
 
-def test_multi_create_affinity_uses_one_host_even_when_others_are_emptier():
+def test_multi_create_affinity_uses_one_host_even_when_others_are_emptier(sched):
     states = hosts(3)  # all equal: h1 wins the tie, then the RAM weigher alone would prefer h2 and h3
     group = ServerGroup("db", "affinity")
     spec = RequestSpec(flavor=SMALL, server_group=group, num_instances=3)
-    selections = Scheduler().select_destinations(spec, states)
+    selections = sched().select_destinations(spec, states)
     assert [s.name for s in selections] == ["h1", "h1", "h1"]
     assert states[0].num_instances == 3 and states[0].memory_mb_used == 3 * 2048
 
 
-def test_multi_create_without_group_spreads_by_free_ram():
+def test_multi_create_without_group_spreads_by_free_ram(sched):
     states = hosts(3)
-    selections = Scheduler().select_destinations(RequestSpec(flavor=SMALL, num_instances=3), states)
+    selections = sched().select_destinations(RequestSpec(flavor=SMALL, num_instances=3), states)
     assert [s.name for s in selections] == ["h1", "h2", "h3"]
 
 
-def test_multi_create_soft_policies():
+def test_multi_create_soft_policies(sched):
     config = SchedulerConfig(weighers=["ServerGroupSoftAffinityWeigher", "ServerGroupSoftAntiAffinityWeigher"])
     soft_anti = ServerGroup("spread", "soft-anti-affinity")
-    chosen = Scheduler(config).select_destinations(
+    chosen = sched(config).select_destinations(
         RequestSpec(flavor=SMALL, server_group=soft_anti, num_instances=3), hosts(3))
     assert sorted(s.name for s in chosen) == ["h1", "h2", "h3"]
     # a fourth member still gets a host (soft): one of the hosts gets a second member
     soft = ServerGroup("pack", "soft-affinity", hosts={"h2": 1})
-    chosen = Scheduler(config).select_destinations(RequestSpec(flavor=SMALL, server_group=soft, num_instances=3),
+    chosen = sched(config).select_destinations(RequestSpec(flavor=SMALL, server_group=soft, num_instances=3),
                                                    hosts(3))
     assert [s.name for s in chosen] == ["h2", "h2", "h2"]
 
 
-def test_anti_affinity_max_server_per_host():
+def test_anti_affinity_max_server_per_host(sched):
     states = hosts(2)
     group = ServerGroup("g", "anti-affinity", max_server_per_host=2)
-    chosen = Scheduler().select_destinations(RequestSpec(flavor=SMALL, server_group=group, num_instances=4), states)
+    chosen = sched().select_destinations(RequestSpec(flavor=SMALL, server_group=group, num_instances=4), states)
     assert sorted(s.name for s in chosen) == ["h1", "h1", "h2", "h2"]
 
 
-def test_failed_multi_create_gives_everything_back(caplog):
+def test_failed_multi_create_gives_everything_back(sched, caplog):
     states = hosts(3)
     before = usage(states)
     group = ServerGroup("web", "anti-affinity", hosts={"h3": 1})
     spec = RequestSpec(flavor=SMALL, server_group=group, num_instances=3)
     with caplog.at_level(logging.WARNING, logger="kvmfleet.scheduler"), pytest.raises(NoValidHost) as err:
-        Scheduler().select_destinations(spec, states)
+        sched().select_destinations(spec, states)
     assert usage(states) == before
     assert group.hosts == {"h3": 1}
     assert all(h.server_group_instances == {} for h in states)
@@ -92,14 +104,14 @@ def test_failed_multi_create_gives_everything_back(caplog):
     assert len(records) == 1 and records[0].getMessage() == err.value.msg
 
 
-def test_no_valid_host_message_names_the_filter_and_every_count(caplog):
+def test_no_valid_host_message_names_the_filter_and_every_count(sched, caplog):
     states = hosts(4)
     states[0].enabled = False
     states[1].up = False
     states[2].az = "az2"
     spec = RequestSpec(flavor=Flavor("huge", 4, 65536, 20), availability_zone="nova")
     with caplog.at_level(logging.WARNING, logger="kvmfleet.scheduler"), pytest.raises(NoValidHost) as err:
-        Scheduler().select_destinations(spec, states)
+        sched().select_destinations(spec, states)
     exc = err.value
     assert exc.filter_name == "ResourceFilter"
     assert exc.counts == [
@@ -114,19 +126,19 @@ def test_no_valid_host_message_names_the_filter_and_every_count(caplog):
     assert messages == [exc.msg]
 
 
-def test_no_hosts_at_all():
+def test_no_hosts_at_all(sched):
     with pytest.raises(NoValidHost) as err:
-        Scheduler().select_destinations(RequestSpec(flavor=SMALL), [])
+        sched().select_destinations(RequestSpec(flavor=SMALL), [])
     assert err.value.filter_name is None
     assert "there are no compute hosts" in err.value.msg
 
 
-def test_explain_reports_the_rejecting_filter_per_host_and_weights():
+def test_explain_reports_the_rejecting_filter_per_host_and_weights(sched):
     states = [HostState.from_dict({"name": f"h{i + 1}", "vcpus": 8, "memory_mb": 16384, "disk_gb": 200, **extra})
               for i, extra in enumerate([{"enabled": False}, {"arch": "aarch64"}, {"memory_mb_used": 15000}, {},
                                          {"memory_mb_used": 4096}])]
     spec = RequestSpec(flavor=SMALL, image=ImageMeta(arch="x86_64"))
-    explanation = Scheduler().explain(spec, states)
+    explanation = sched().explain(spec, states)
     assert explanation.rejected == {"h2": "ImagePropertiesFilter", "h1": "ComputeFilter", "h3": "ResourceFilter"}
     assert [w.name for w in explanation.weighed] == ["h4", "h5"]
     h4, h5 = explanation.weighed
@@ -140,30 +152,30 @@ def test_explain_reports_the_rejecting_filter_per_host_and_weights():
     assert all(h.num_instances == 0 for h in states)
 
 
-def test_explain_when_nothing_passes_carries_the_message():
+def test_explain_when_nothing_passes_carries_the_message(sched):
     states = hosts(2, enabled=False)
-    explanation = Scheduler().explain(RequestSpec(flavor=SMALL), states)
+    explanation = sched().explain(RequestSpec(flavor=SMALL), states)
     assert explanation.weighed == []
     assert explanation.rejected == {"h1": "ComputeFilter", "h2": "ComputeFilter"}
     assert "ComputeFilter removed the last 2 host(s)" in explanation.message
 
 
-def test_ignore_and_force_hosts():
+def test_ignore_and_force_hosts(sched):
     states = hosts(4)
     spec = RequestSpec(flavor=SMALL, ignore_hosts={"h1"}, force_hosts={"h1", "h3"})
-    explanation = Scheduler().explain(spec, states)
+    explanation = sched().explain(spec, states)
     assert explanation.rejected == {"h1": "ignore_hosts", "h2": "force_hosts", "h4": "force_hosts"}
-    (selection,) = Scheduler().select_destinations(spec, states)
+    (selection,) = sched().select_destinations(spec, states)
     assert selection.name == "h3"
     with pytest.raises(NoValidHost) as err:
-        Scheduler().select_destinations(RequestSpec(flavor=SMALL, force_hosts={"nope"}), states)
+        sched().select_destinations(RequestSpec(flavor=SMALL, force_hosts={"nope"}), states)
     assert err.value.filter_name == "force_hosts"
 
 
-def test_alternates_and_consume():
+def test_alternates_and_consume(sched):
     states = [HostState.from_dict({"name": f"h{i + 1}", "vcpus": 8, "memory_mb": 16384, "disk_gb": 200,
                                    "memory_mb_used": 1000 * i}) for i in range(4)]
-    (selection,) = Scheduler().select_destinations(RequestSpec(flavor=SMALL), states, alternates=2)
+    (selection,) = sched().select_destinations(RequestSpec(flavor=SMALL), states, alternates=2)
     assert selection.name == "h1"
     assert [a.name for a in selection.alternates] == ["h2", "h3"]
     assert states[0].memory_mb_used == 2048 and states[0].free_memory_mb == 16384 - 512 - 2048
@@ -171,16 +183,16 @@ def test_alternates_and_consume():
     states[0].release(RequestSpec(flavor=SMALL))
     assert states[0].free_memory_mb == 16384 - 512 and states[0].num_instances == 0
     # default alternates: max_attempts - 1
-    (selection,) = Scheduler(SchedulerConfig(max_attempts=4)).select_destinations(RequestSpec(flavor=SMALL), states)
+    (selection,) = sched(SchedulerConfig(max_attempts=4)).select_destinations(RequestSpec(flavor=SMALL), states)
     assert len(selection.alternates) == 3
 
 
-def test_host_subset_size_picks_among_the_best_repeatably():
+def test_host_subset_size_picks_among_the_best_repeatably(sched):
     def pick(seed):
         states = [HostState.from_dict({"name": f"h{i + 1}", "vcpus": 8, "memory_mb": 16384, "disk_gb": 200,
                                        "memory_mb_used": 1000 * i}) for i in range(6)]
         config = SchedulerConfig(host_subset_size=3, seed=seed)
-        return Scheduler(config).select_destinations(RequestSpec(flavor=SMALL), states)[0].name
+        return sched(config).select_destinations(RequestSpec(flavor=SMALL), states)[0].name
 
     picks = [pick(seed) for seed in range(12)]
     assert picks == [pick(seed) for seed in range(12)]  # a fixed seed repeats

@@ -1,22 +1,27 @@
-"""Every weigher case file: explain's ranking and weights, select's choice and alternates."""
+"""Every weigher case file: explain's ranking and weights, select's choice and alternates, on both
+scheduler paths (vectorised on a HostManager's list and on a plain list, per host); the vectorised
+form (weigh_columns) agrees with the one-host form."""
 
 from __future__ import annotations
 
 import pytest
 from kvmfleet.scheduler import Scheduler, SchedulerConfig
+from kvmfleet.scheduler.columns import HostColumns
 from kvmfleet.scheduler.plugins import WEIGHER_GROUP, available
-from sched_cases import build_hosts, build_spec, case_files, load_case
+from kvmfleet.scheduler.scheduler import has_vector_form
+from sched_cases import PATHS, build_spec, case_files, hosts_for, load_case
 
 FILES = case_files("weighers")
 
 
+@pytest.mark.parametrize("path_kind", PATHS)
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-def test_weigher_case(path):
+def test_weigher_case(path, path_kind):
     case = load_case(path)
     config = SchedulerConfig.from_dict({**(case.get("config") or {}), "enabled_filters": [],
                                         "weighers": case["weighers"], "multipliers": case.get("multipliers") or {}})
-    scheduler = Scheduler(config)
-    hosts = build_hosts(case)
+    scheduler = Scheduler(config, vectorised=path_kind != "per-host")
+    hosts = hosts_for(path_kind, case)
     spec = build_spec(case)
 
     for weigher in scheduler.weighers:  # the batch form agrees with the one-host form
@@ -26,6 +31,12 @@ def test_weigher_case(path):
             assert len(set(one_by_one)) <= 1, f"{weigher.name} said 'no opinion' but weighs hosts differently"
         else:
             assert raw == one_by_one
+        assert has_vector_form(weigher), f"built-in {weigher.name} has no vectorised form"
+        columns = weigher.weigh_columns(HostColumns(hosts), spec)
+        if columns is None:
+            assert len(set(one_by_one)) <= 1, f"{weigher.name} said 'no opinion' but weighs hosts differently"
+        else:
+            assert columns.tolist() == one_by_one
 
     explanation = scheduler.explain(spec, hosts)
     assert [w.name for w in explanation.weighed] == case["order"], case["description"]
@@ -35,7 +46,7 @@ def test_weigher_case(path):
     for w in explanation.weighed:
         assert w.weight == pytest.approx(sum(w.weights.values()))
 
-    (alone,) = scheduler.select_destinations(build_spec(case), build_hosts(case), alternates=0)
+    (alone,) = scheduler.select_destinations(build_spec(case), hosts_for(path_kind, case), alternates=0)
     assert alone.name == case["order"][0] and alone.alternates == []
 
     (selection,) = scheduler.select_destinations(spec, hosts, alternates=2)
