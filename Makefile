@@ -55,12 +55,11 @@ image: venv
 	$(KVMFLEET) image build-tiny
 
 demo: collection image
-	$(KVMFLEET) lab up --name $(DEMO_LAB) --hosts 3
-	$(VENV)/bin/ansible-playbook -i /var/lib/kvmfleet-lab/$(DEMO_LAB)/hosts.yml playbooks/instance.yml \
-	  -e image_src=$(REPO)/.cache/images/tiny/kvmfleet-tiny.qcow2 | grep -E 'kvmfleet-guest: ready|failed=|FAILED|fatal' 
+	DEMO_LAB=$(DEMO_LAB) bash scripts/demo.sh
 
 demo-down: venv
 	$(KVMFLEET) lab down --name $(DEMO_LAB)
+	rm -rf $(REPO)/.cache/demo-state
 
 postgres: deps
 	bash $(REPO)/tests/postgres.sh start
