@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # make demo: a 3-host lab, the controller on its embedded SQLite store, the tiny image and default
 # flavors registered, an anti-affinity server group of 3 launched with --count 3, one per host.
 set -euo pipefail
