@@ -112,7 +112,8 @@ class TaskResult:
         msg = self.result.get("msg")
         if self.result.get("results"):
             # A loop: the items' own messages say more than "One or more items failed".
-            msgs = [r.get("msg") for r in self.result["results"] if isinstance(r, dict) and r.get("failed")]
+            msgs = [r.get("msg") for r in self.result["results"]
+                    if isinstance(r, dict) and (r.get("failed") or r.get("unreachable"))]
             msg = "; ".join(m for m in msgs if m) or msg
         return str(msg or "")
 

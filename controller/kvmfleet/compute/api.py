@@ -343,7 +343,7 @@ def build(store: Any, uuids: list[str], progress: Progress | None = None, timeou
                 retry.append(b)
             else:
                 why = "Exceeded maximum number of retries. " if attempt >= max_attempts and b.candidates else ""
-                _fail_build(store, b, f"Build of instance {b.uuid} failed: {why}{error}")
+                _fail_build(store, b, f"Build of instance {b.uuid} failed: {why}{b.errors[-1]}")
                 progress(b.uuid, f"ERROR: {error}")
         pending = retry
     return _statuses(store, uuids)

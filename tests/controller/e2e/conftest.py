@@ -25,6 +25,7 @@ KVMFLEET = Path(sys.executable).parent / "kvmfleet"
 TINY_IMAGE = REPO / ".cache" / "images" / "tiny" / "kvmfleet-tiny.qcow2"
 PROJECT = "e2e"
 READY = "kvmfleet-guest: ready"
+POWER_OFF = "power button pressed"
 
 
 class CliError(AssertionError):
@@ -67,9 +68,12 @@ class Fleet:
     env: dict[str, str]
     hosts: list[LabHost]
     created: set[str] = field(default_factory=set)
+    timings: list[tuple[float, str]] = field(default_factory=list)
 
     def run(self, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+        start = time.monotonic()
         proc = subprocess.run([str(KVMFLEET), *args], capture_output=True, text=True, env=self.env, timeout=timeout)
+        self.timings.append((time.monotonic() - start, " ".join(args[:3])))
         if check and proc.returncode != 0:
             raise CliError(f"kvmfleet {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\n"
                            f"stderr: {proc.stderr}")
@@ -108,20 +112,29 @@ class Fleet:
     def lab_host(self, name: str) -> LabHost:
         return next(h for h in self.hosts if h.name == name)
 
-    def ready_lines(self, server: str) -> list[str]:
-        out = self.run("server", "console-log", server, "-n", "400").stdout
-        return [ln for ln in out.splitlines() if READY in ln]
+    def console(self, server: str) -> str:
+        """The serial log read straight from the host (fast enough to poll; `server console-log` is
+        exercised on its own in the lifecycle test)."""
+        shown = self.show(server)
+        path = f"/var/lib/libvirt/kvmfleet/instances/kvmfleet-{shown['id']}/console.log"
+        return self.lab_host(shown["host"]).run(f"cat {path} 2>/dev/null || true")
 
-    def wait_ready(self, server: str, count: int = 1, timeout: float = 120) -> str:
-        """Wait until the console shows at least `count` ready lines; returns the last one."""
+    def wait_ready(self, server: str, timeout: float = 120, fresh: bool = False) -> str:
+        """Wait for the guest's ready line; returns it. The serial log starts afresh at every boot
+        (append=off), so fresh=True also waits until the previous boot's power-off lines are gone."""
         deadline = time.monotonic() + timeout
-        lines: list[str] = []
+        shown = self.show(server)
+        host = self.lab_host(shown["host"])
+        path = f"/var/lib/libvirt/kvmfleet/instances/kvmfleet-{shown['id']}/console.log"
+        log = ""
         while time.monotonic() < deadline:
-            lines = self.ready_lines(server)
-            if len(lines) >= count:
+            log = host.run(f"cat {path} 2>/dev/null || true")
+            lines = [ln for ln in log.splitlines() if READY in ln]
+            if lines and not (fresh and POWER_OFF in log):
                 return lines[-1]
-            time.sleep(2)
-        raise AssertionError(f"server {server}: {len(lines)} ready line(s) after {timeout}s, wanted {count}")
+            time.sleep(1)
+        raise AssertionError(f"server {server}: no {'fresh ' if fresh else ''}ready line after {timeout}s; "
+                             f"console tail: {log[-500:]}")
 
 
 @pytest.fixture(scope="session")
@@ -152,6 +165,9 @@ def fleet(lab_inventory: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     f.run("flavor", "create", "e2e.disk200", "--vcpus", "1", "--ram", "128", "--disk", "200")
     f.run("flavor", "create", "e2e.huge", "--vcpus", "1", "--ram", "4194304", "--disk", "1")  # 4 TiB
     yield f
+    slow = sorted(f.timings, reverse=True)[:8]
+    print("\nslowest kvmfleet commands: " + "; ".join(f"{cmd} {secs:.1f}s" for secs, cmd in slow))
+    print(f"kvmfleet commands: {len(f.timings)}, {sum(t for t, _ in f.timings):.0f}s in total")
     # Whatever a failed test left behind goes, then nothing of ours may remain on any host.
     left = [s["id"] for s in f.servers()]
     for server in left:
