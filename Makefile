@@ -76,7 +76,16 @@ test-unit: collection
 test-sanity: collection
 	bash tests/sanity/run.sh
 
-test-integration: collection
+# The oldest ansible-core the collection declares (meta/runtime.yml), for a smoke run on the lab.
+ANSIBLE_OLDEST := $(shell sed -n 's/^requires_ansible: *">=\([0-9]*\.[0-9]*\).*/\1/p' meta/runtime.yml)
+ansible-oldest: $(STAMPS)/ansible-oldest-$(ANSIBLE_OLDEST)
+$(STAMPS)/ansible-oldest-$(ANSIBLE_OLDEST): $(STAMPS)/apt | $(STAMPS)
+	rm -rf $(REPO)/.cache/ansible-oldest
+	/usr/bin/python3 -m venv --system-site-packages $(REPO)/.cache/ansible-oldest
+	$(REPO)/.cache/ansible-oldest/bin/pip install -q 'ansible-core==$(ANSIBLE_OLDEST).*'
+	touch $@
+
+test-integration: collection ansible-oldest
 	KVMFLEET_LAB=$(TEST_LAB) $(PY) -m pytest -q -p no:cacheprovider tests/integration
 
 test-controller: collection
