@@ -33,6 +33,7 @@ def test_generated_workload_passes_verify(tmp_path, schedbench, hosts, requests,
     data = json.loads(result.read_text())
     assert [p["id"] for p in data["placements"]] == [f"r{i:06d}" for i in range(requests)]
     assert all(p["seconds"] > 0 for p in data["placements"])
+    assert data["scheduler"]["path"] == "vectorised"  # the product's default path is what is measured
     assert summary["placed"] + summary["failed"] == requests
     assert 0 < summary["p50_ms"] <= summary["p90_ms"] <= summary["p99_ms"] <= summary["max_ms"]
 
