@@ -185,6 +185,18 @@ class HostState:
             raise InvalidRequest("host {}: missing field(s) {}".format(name, ", ".join(missing)), host=name)
         return cls(name, **args)
 
+    # copy/deepcopy/pickle: a copy is never attached to the original's columns.
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _STATE_SLOTS if hasattr(self, k)}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self._attach(None, -1)
+        for key, value in state.items():
+            if key == "_failed_builds":
+                self.failed_builds = value
+            else:
+                object.__setattr__(self, key, value)
+
     def _attach(self, cols: HostColumns | None, index: int) -> None:
         """Mirror this state into ``cols`` at ``index`` from now on (None: stop)."""
         object.__setattr__(self, "_cols", cols)
@@ -274,6 +286,9 @@ class HostState:
     def __repr__(self) -> str:
         return (f"HostState({self.name} free vcpus={self.free_vcpus:g} memory_mb={self.free_memory_mb:g} "
                 f"disk_gb={self.free_disk_gb:g} instances={self.num_instances})")
+
+
+_STATE_SLOTS = tuple(s for s in HostState.__slots__ if s not in ("_cols", "_idx", "__weakref__"))
 
 
 class HostList(list):

@@ -359,3 +359,18 @@ def test_missing_benchmark_tools_are_an_error_naming_the_path(tmp_path, monkeypa
     monkeypatch.setenv("KVMFLEET_SCHEDBENCH_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=f"{tmp_path}/gen_workload.py, {tmp_path}/verify.py"):
         schedbench_dir()
+
+
+def test_copies_of_a_managed_state_are_not_mirrored():
+    import copy
+    import pickle
+
+    manager = HostManager.from_rows([{"name": "a", "vcpus": 4, "memory_mb": 8192, "disk_gb": 10, "failed_builds": 2}])
+    original = manager["a"]
+    for clone in (copy.copy(original), copy.deepcopy(original), pickle.loads(pickle.dumps(original))):
+        assert (clone.name, clone.failed_builds, clone.free_memory_mb) == ("a", 2, 8192 - 512)
+        clone.consume(RequestSpec(flavor=Flavor("f", 1, 1024, 1)))
+        clone.enabled = False
+        assert original.free_memory_mb == manager.columns.free_memory_mb[0] == 8192 - 512
+        assert manager.columns.usable[0]
+    assert_columns_match(manager)
