@@ -70,7 +70,7 @@ def errors_as_one_line() -> Iterator[None]:
     try:
         yield
     except known as exc:
-        err_console.print(f"[red]error:[/red] {getattr(exc, 'msg', None) or exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {getattr(exc, 'msg', None) or exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

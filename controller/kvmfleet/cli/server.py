@@ -36,13 +36,13 @@ def _print_explanation(data: dict[str, Any], fmt: Format) -> None:
     if fmt is Format.json:
         emit(data, fmt)
         return
-    console.print(f"request: {data['request']}", highlight=False)
+    console.print(f"request: {data['request']}", highlight=False, soft_wrap=True)
     console.print("filters: " + ", ".join(f"{f['filter']} {f['before']}->{f['after']}" for f in data["filters"]),
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     if data.get("chosen"):
         console.print(f"[green]chosen host: {data['chosen']}[/green]")
     else:
-        console.print(f"[red]no valid host[/red]: {data.get('message')}", highlight=False)
+        console.print(f"[red]no valid host[/red]: {data.get('message')}", highlight=False, soft_wrap=True)
     rows = []
     for rank, w in enumerate(data.get("weighed") or [], 1):
         shares = ", ".join(f"{k} {v:.3f}" for k, v in w["weights"].items())
@@ -113,7 +113,7 @@ def create(
         failed = [r for r in rows if statuses.get(r["id"]) != "ACTIVE"]
         for row in failed:
             err_console.print(f"[red]error:[/red] server {row['name']} ({row['id']}) is {row['status']}: "
-                              f"{row.get('fault') or 'no fault recorded'}", highlight=False)
+                              f"{row.get('fault') or 'no fault recorded'}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
@@ -193,7 +193,7 @@ def _done(server: str, status: str, fmt: Format) -> None:
     if fmt is Format.json:
         emit({"server": server, "status": status}, fmt)
     else:
-        console.print(f"server {server}: {status}", highlight=False)
+        console.print(f"server {server}: {status}", highlight=False, soft_wrap=True)
 
 
 @app.command("start")
@@ -249,9 +249,9 @@ def delete(servers: list[str], project: str = PROJECT_OPTION) -> None:
     with errors_as_one_line():
         errors = api.delete_many(_store(), servers, project)
         for error in errors:
-            err_console.print(f"[red]error:[/red] {error}", highlight=False)
+            err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         if not errors:
-            console.print(f"deleted: {' '.join(servers)}", highlight=False)
+            console.print(f"deleted: {' '.join(servers)}", highlight=False, soft_wrap=True)
     if errors:
         raise typer.Exit(1)
 
