@@ -131,6 +131,11 @@ class HostColumns:
         elif attr == "name" and value != self.names[i]:
             raise InvalidRequest(f"host {self.names[i]} is held by a HostManager and cannot be renamed to {value}")
 
+    def set_capacity(self, i: int, values: tuple[float, float, float, float, float, float]) -> None:
+        """free_vcpus, free_memory_mb, free_disk_gb, fit_vcpus, fit_memory_mb, fit_disk_gb of position ``i``."""
+        (self.free_vcpus[i], self.free_memory_mb[i], self.free_disk_gb[i],
+         self.fit_vcpus[i], self.fit_memory_mb[i], self.fit_disk_gb[i]) = values
+
     def sync_row(self, i: int) -> None:
         """Re-read every mirrored attribute of the host at position ``i``."""
         h = self.states[i]

@@ -77,6 +77,7 @@ def hosts_with_failed_builds() -> int:
 # Derived attributes, recomputed by HostState._recompute().
 _DERIVED = ("free_vcpus", "free_memory_mb", "free_disk_gb", "fit_vcpus", "fit_memory_mb", "fit_disk_gb",
             "aggregate_metadata")
+_CAPACITY = _DERIVED[:6]  # in HostColumns.set_capacity's order
 _COPIED = FIELDS + _DERIVED  # what HostManager copies into a cached state on refresh
 
 
@@ -230,13 +231,17 @@ class HostState:
         self.aggregate_metadata = {k: frozenset(v) for k, v in merged.items()}
 
     def _recompute(self) -> None:
-        self.free_vcpus = (self.vcpus - self.reserved_vcpus) * self.cpu_allocation_ratio - self.vcpus_used
-        self.free_memory_mb = (self.memory_mb - self.reserved_memory_mb) * self.ram_allocation_ratio - self.memory_mb_used
-        self.free_disk_gb = (self.disk_gb - self.reserved_disk_gb) * self.disk_allocation_ratio - self.disk_gb_used
+        free_vcpus = (self.vcpus - self.reserved_vcpus) * self.cpu_allocation_ratio - self.vcpus_used
+        free_memory_mb = (self.memory_mb - self.reserved_memory_mb) * self.ram_allocation_ratio - self.memory_mb_used
+        free_disk_gb = (self.disk_gb - self.reserved_disk_gb) * self.disk_allocation_ratio - self.disk_gb_used
         # Largest single request that fits now: free capacity, capped by Placement's max_unit (= total).
-        self.fit_vcpus = float(min(self.free_vcpus, self.vcpus))
-        self.fit_memory_mb = float(min(self.free_memory_mb, self.memory_mb))
-        self.fit_disk_gb = float(min(self.free_disk_gb, self.disk_gb))
+        values = (free_vcpus, free_memory_mb, free_disk_gb, float(min(free_vcpus, self.vcpus)),
+                  float(min(free_memory_mb, self.memory_mb)), float(min(free_disk_gb, self.disk_gb)))
+        setattr_ = object.__setattr__
+        for attr, value in zip(_CAPACITY, values):
+            setattr_(self, attr, value)
+        if self._cols is not None:  # one call for the six columns
+            self._cols.set_capacity(self._idx, values)
 
     # -- usage ----------------------------------------------------------------------------------
 

@@ -361,7 +361,7 @@ class Scheduler:
 
     @staticmethod
     def _weighed_columns(cols: HostColumns, idx: np.ndarray | None, terms, i: int) -> WeighedHost:
-        weights = {w.name: float(scale * (raw[i] - lo)) for w, scale, lo, raw in terms}
+        weights = {w.name: scale * (raw.item(i) - lo) for w, scale, lo, raw in terms}  # Python floats
         position = i if idx is None else int(idx[i])
         return WeighedHost(cols.states[position], sum(weights.values(), 0.0), weights)
 
