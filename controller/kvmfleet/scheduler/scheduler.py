@@ -175,6 +175,7 @@ class Scheduler:
         num = spec.num_instances if num is None else num
         alternates = self.config.alternates if alternates is None else alternates
         group = spec.server_group
+        hosts = hosts if isinstance(hosts, list) else list(hosts)  # any iterable, read once
         cols = self._columns(hosts)
         selections: list[Selection] = []
         try:
@@ -208,6 +209,7 @@ class Scheduler:
         """The pipeline's reasoning for one instance of ``spec``, consuming nothing."""
         counts: list[tuple[str, int, int]] = []
         rejected: dict[str, str] = {}
+        hosts = hosts if isinstance(hosts, list) else list(hosts)
         cols = self._columns(hosts)
         if cols is not None:
             return self._explain_columns(spec, cols, counts, rejected)

@@ -374,3 +374,17 @@ def test_copies_of_a_managed_state_are_not_mirrored():
         assert original.free_memory_mb == manager.columns.free_memory_mb[0] == 8192 - 512
         assert manager.columns.usable[0]
     assert_columns_match(manager)
+
+
+@pytest.mark.parametrize("vectorised", [True, False])
+def test_hosts_may_be_any_iterable(vectorised):
+    def states():
+        yield HostState("a", vcpus=4, memory_mb=8192, disk_gb=50)
+        yield HostState("a", vcpus=4, memory_mb=16384, disk_gb=50)  # duplicate name: per-host path
+        yield HostState("b", vcpus=4, memory_mb=4096, disk_gb=50)
+
+    scheduler = Scheduler(vectorised=vectorised)
+    explanation = scheduler.explain(RequestSpec(flavor=Flavor("f", 1, 512, 1)), states())
+    assert [w.host.memory_mb for w in explanation.weighed] == [16384, 8192, 4096]
+    (selection,) = scheduler.select_destinations(RequestSpec(flavor=Flavor("f", 1, 512, 1)), iter(list(states())[::2]))
+    assert selection.host.memory_mb == 8192
