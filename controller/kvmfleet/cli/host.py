@@ -197,10 +197,9 @@ def set_(name: str, address: str = typer.Option(None, "--address", help="New add
     """Change a host's address or availability zone."""
     from kvmfleet.compute import hosts as hostops
 
-    with errors_as_one_line():
-        with _store().transaction() as session:
-            host = hostops.update_host(session, name, address, az)
-            console.print(f"host {name}: address {host.address}, zone {host.availability_zone}", highlight=False)
+    with errors_as_one_line(), _store().transaction() as session:
+        host = hostops.update_host(session, name, address, az)
+        console.print(f"host {name}: address {host.address}, zone {host.availability_zone}", highlight=False)
 
 
 @app.command("enable")

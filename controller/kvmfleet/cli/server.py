@@ -293,6 +293,16 @@ def rebuild(server: str, image: str = typer.Option(None, "--image", help="Image 
         _done(server, api.rebuild(_store(), server, image, project), fmt)
 
 
+@app.command("reset-state")
+def reset_state(server: str, active: bool = typer.Option(False, "--active", help="ACTIVE instead of ERROR."),
+                project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Clear a stuck task: the server becomes ERROR (or ACTIVE) with no task (admin)."""
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        _done(server, api.reset_state(_store(), server, active, project), fmt)
+
+
 @app.command("console-log")
 def console_log(server: str, lines: int = typer.Option(50, "--lines", "-n", min=1),
                 project: str = PROJECT_OPTION) -> None:

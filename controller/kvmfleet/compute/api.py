@@ -709,6 +709,18 @@ def rebuild(store: Any, key: str, image_key: str | None = None, project: str | N
     return _status(store, b.uuid)
 
 
+def reset_state(store: Any, key: str, active: bool = False, project: str | None = None) -> str:
+    """Operator's way out of a stuck task (Nova's reset-state): ERROR (or ACTIVE), no task. Compare-and-set
+    on the task_state seen, so it never overwrites a task that moved on meanwhile."""
+    with store.transaction() as session:
+        inst = find_instance(session, key, store_api.get_project(session, project).id if project else None)
+        store_api.save_instance(session, inst.uuid, {"vm_state": VmState.ACTIVE if active else VmState.ERROR,
+                                                     "task_state": None}, expected_task_state=inst.task_state)
+        action = actions.start_action(session, inst.uuid, "reset_state", actions.new_request_id(), inst.project_id)
+        actions.finish_action(session, action.id, f"reset from {inst.vm_state}/{inst.task_state}")
+        return session.get(Instance, inst.uuid).status
+
+
 # -- read-only ------------------------------------------------------------------------------------
 
 

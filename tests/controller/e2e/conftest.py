@@ -39,7 +39,7 @@ class LabHost:
     ssh: list[str]
 
     def run(self, command: str, check: bool = True) -> str:
-        proc = subprocess.run([*self.ssh, command], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([*self.ssh, command], capture_output=True, text=True, timeout=60, check=False)
         if check and proc.returncode != 0:
             raise AssertionError(f"ssh {self.name} {command!r}: rc {proc.returncode}: {proc.stderr.strip()}")
         return proc.stdout
@@ -72,7 +72,8 @@ class Fleet:
 
     def run(self, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess[str]:
         start = time.monotonic()
-        proc = subprocess.run([str(KVMFLEET), *args], capture_output=True, text=True, env=self.env, timeout=timeout)
+        proc = subprocess.run([str(KVMFLEET), *args], capture_output=True, text=True, env=self.env, timeout=timeout,
+                              check=False)
         self.timings.append((time.monotonic() - start, " ".join(args[:3])))
         if check and proc.returncode != 0:
             raise CliError(f"kvmfleet {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\n"
