@@ -121,6 +121,11 @@ class Bench:
             sys.exit(f"ssh {script!r} failed: {proc.stderr.strip()}")
         return took
 
+    def wait_ready(self, name: str, timeout: int = 180) -> None:
+        """Not timed: until the guest printed its ready line on the serial log."""
+        self._ssh(f"for i in $(seq {timeout * 2}); do grep -q 'kvmfleet-guest: ready' "
+                  f"{INSTANCES_DIR}/{name}/console.log 2>/dev/null && exit 0; sleep 0.5; done; exit 1")
+
     def baseline_op(self, name: str, op: str) -> float:
         d = f"{INSTANCES_DIR}/{name}"
         uri = "qemu:///system"
@@ -132,7 +137,8 @@ class Bench:
         if op == "graceful stop":
             return self._ssh(
                 f"set -e; virsh -q -c {uri} shutdown {name} >/dev/null; "
-                f"until [ \"$(virsh -q -c {uri} domstate {name})\" = 'shut off' ]; do sleep 0.2; done")
+                f"for i in $(seq 600); do [ \"$(virsh -q -c {uri} domstate {name})\" = 'shut off' ] && exit 0; sleep 0.2; done; "
+                f"exit 1")
         return self._ssh(f"set -e; virsh -q -c {uri} undefine {name} >/dev/null; rm -rf {d}")
 
     # -- run -----------------------------------------------------------------------------------
@@ -144,7 +150,7 @@ class Bench:
                 name = f"{prefix}-{side[0]}{i}"
                 for op in OPS:
                     if op == "graceful stop":
-                        time.sleep(3)  # let the guest boot far enough to honour the ACPI button
+                        self.wait_ready(name)  # a guest still booting ignores the ACPI button
                     self.results[op][side].append(fn(name, op))
             print(f"run {i + 1}/{self.runs}: " + ", ".join(
                 f"{op} {self.results[op]['module'][-1]:.2f}s/{self.results[op]['baseline'][-1]:.2f}s" for op in OPS),
