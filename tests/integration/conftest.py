@@ -68,7 +68,8 @@ def run_playbook(playbook: Path, inventory: Path, extra_vars: dict | None = None
         args += ["-e", json.dumps(extra_vars)]
     if limit:
         args += ["--limit", limit]
-    proc = subprocess.run(args, capture_output=True, text=True, env=ansible_env(), cwd=str(REPO), timeout=timeout)
+    proc = subprocess.run(args, capture_output=True, text=True, env=ansible_env(), cwd=str(REPO), timeout=timeout,
+                          check=False)
     return PlaybookRun(args, proc.returncode, proc.stdout, proc.stderr)
 
 
