@@ -67,8 +67,13 @@ def errors_as_one_line() -> Iterator[None]:
         known = known + (ComputeError,)
     except ImportError:  # pragma: no cover - compute errors arrive with the lifecycle
         pass
+    from sqlalchemy.exc import OperationalError
+
     try:
         yield
+    except OperationalError as exc:
+        err_console.print(f"[red]error:[/red] the store did not answer: {exc.orig}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     except known as exc:
         err_console.print(f"[red]error:[/red] {getattr(exc, 'msg', None) or exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

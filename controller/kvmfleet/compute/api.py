@@ -29,7 +29,15 @@ from kvmfleet.compute import hosts as hostops
 from kvmfleet.compute.errors import InvalidRequest, OperationFailed
 from kvmfleet.compute.states import OPERATIONS, Operation
 from kvmfleet.scheduler import NoValidHost
-from kvmfleet.scheduler.claims import ClaimConflict, InsufficientResources, Resources, move_claim, release, revert_move
+from kvmfleet.scheduler.claims import (
+    ClaimConflict,
+    InsufficientResources,
+    Resources,
+    move_claim,
+    release,
+    release_in,
+    revert_move,
+)
 from kvmfleet.scheduler.claims import confirm_move as confirm_move_claim
 from kvmfleet.store import api as store_api
 from kvmfleet.store.errors import Conflict, NotFound
@@ -249,7 +257,41 @@ class _Build:
 
 def build(store: Any, uuids: list[str], progress: Progress | None = None, timeout: int | None = None) -> dict[str, str]:
     """Schedule, claim and build persisted instances (all from one create request). Returns
-    {uuid: final status}. Never raises for a failed build: the instance records the fault."""
+    {uuid: final status}. Never raises for a failed build: the instance records the fault. If the build
+    itself breaks (the store unreachable or locked for too long), the instances it left mid-task are put
+    in ERROR with their claims released, as far as the store lets us, and the error is raised."""
+    try:
+        return _build(store, uuids, progress, timeout)
+    except Exception as exc:
+        _abandon(store, uuids, f"build interrupted: {type(exc).__name__}: {exc}"[:1000])
+        raise
+
+
+def _abandon(store: Any, uuids: list[str], message: str) -> None:
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    for uuid in uuids:
+        for attempt in range(5):
+            try:
+                with store.transaction() as session:
+                    inst = session.get(Instance, uuid)
+                    if inst is None or inst.task_state not in (TaskState.SCHEDULING, TaskState.SPAWNING):
+                        break
+                    release_in(session, uuid)
+                    store_api.save_instance(session, uuid, {"vm_state": VmState.ERROR, "task_state": None,
+                                                            "host": None, "node": None},
+                                            expected_task_state=inst.task_state)
+                    store_api.set_fault(session, uuid, message)
+                break
+            except OperationalError:
+                time.sleep(2 * (attempt + 1))
+            except Conflict:
+                break
+
+
+def _build(store: Any, uuids: list[str], progress: Progress | None, timeout: int | None) -> dict[str, str]:
     progress = progress or _noop
     sf = store.session_factory
     scheduler = placement.make_scheduler()
