@@ -41,9 +41,10 @@ def image_info(run, path, fmt=None):
         raise ImageError(f"inspect image {path}: qemu-img printed no JSON: {exc}", path=path) from exc
 
 
-def base_image(run, path):
-    """Format and virtual size of a base image; refuse images that themselves have a backing file."""
-    info = image_info(run, path)
+def base_image(run, path, fmt="qcow2"):
+    """Format and virtual size of a base image read as ``fmt`` (never probed); refuse images that have a
+    backing file."""
+    info = image_info(run, path, fmt)
     if info.get("backing-filename") or info.get("full-backing-filename"):
         raise ImageError("base image {} has a backing file ({}); base images must be standalone".format(path, info.get("backing-filename")), path=path)
     fmt = info.get("format")

@@ -91,6 +91,12 @@ options:
         description:
           - Virtual size of the root disk in GiB; the base image's size when omitted. Cannot be smaller.
         type: int
+      format:
+        description:
+          - Format of the base image, passed to qemu-img explicitly (an image's format is never probed).
+        type: str
+        choices: [qcow2, raw]
+        default: qcow2
   disks:
     description:
       - Extra empty qcow2 disks of a new domain, attached after the root disk.
@@ -446,7 +452,7 @@ class DomainParams:
         size_gb = root.get("size_gb")
         if size_gb is not None and size_gb < 1:
             raise ValidationError(f"root_disk size_gb must be at least 1, got {size_gb}")
-        return {"image": image, "path": path, "size_gb": size_gb}
+        return {"image": image, "path": path, "size_gb": size_gb, "format": root.get("format") or "qcow2"}
 
 
 class DomainManager:
@@ -504,6 +510,15 @@ class DomainManager:
             return parse_domain_xml(dom.XMLDesc(XML_INACTIVE if inactive else 0))
 
     def _host_memory_mb(self):
+        # MemTotal, as host_facts reports it: libvirt's node info sums NUMA node memory, which can be
+        # smaller than the host's total (seen on a VM host whose node0 reported a fraction of it).
+        try:
+            with open("/proc/meminfo", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("MemTotal:"):
+                        return int(line.split()[1]) // 1024
+        except (OSError, ValueError, IndexError):
+            pass
         with libvirt_errors("read host memory"):
             return self.conn.getInfo()[1]
 
@@ -566,7 +581,7 @@ class DomainManager:
                 active = self.conn.networkLookupByName(nic["network"]).isActive()
             if not active:
                 raise InvalidState("network {} is not active; domain {} could not start on it".format(nic["network"], self.p.name), network=nic["network"])
-        base = base_image(self.module.run_command, self.p.root_disk["path"])
+        base = base_image(self.module.run_command, self.p.root_disk["path"], self.p.root_disk["format"])
         size_bytes = base["virtual_size"]
         if self.p.root_disk["size_gb"] is not None:
             size_bytes = self.p.root_disk["size_gb"] * GIB
@@ -831,7 +846,8 @@ def main():
             "machine": {"type": "str"},
             "root_disk": {"type": "dict", "options": {
                 "image": {"type": "str", "required": True},
-                "size_gb": {"type": "int"}}},
+                "size_gb": {"type": "int"},
+                "format": {"type": "str", "default": "qcow2", "choices": ["qcow2", "raw"]}}},
             "disks": {"type": "list", "elements": "dict", "options": {
                 "size_gb": {"type": "int", "required": True},
                 "bus": {"type": "str", "default": "virtio", "choices": ["virtio", "sata", "scsi"]}}},

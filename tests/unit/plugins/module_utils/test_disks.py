@@ -48,6 +48,15 @@ def test_missing_base_image_names_the_path(tmp_path):
         base_image(run, str(tmp_path / "nope.qcow2"))
 
 
+def test_base_image_format_is_never_probed(tmp_path, base):
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(bytes(range(256)) * 64)  # would pass as "raw" if qemu-img were left to probe
+    with pytest.raises(ImageError, match="junk.img"):
+        base_image(run, str(junk), "qcow2")
+    # A real qcow2 declared raw is read as raw, not silently treated as qcow2.
+    assert base_image(run, str(base), "raw")["format"] == "raw"
+
+
 def test_base_image_with_a_backing_file_is_refused(tmp_path, base):
     child = tmp_path / "child.qcow2"
     create_overlay(run, str(base), "qcow2", str(child), 64 * 1024 * 1024)
