@@ -120,7 +120,7 @@ def domain_spec(session: Any, inst: Instance, image: Image) -> dict[str, Any]:
         if macs:
             nic["mac"] = macs[0]
         nics.append(nic)
-    root: dict[str, Any] = {"image": image_cache_name(image)}
+    root: dict[str, Any] = {"image": image_cache_name(image), "format": image.disk_format}
     if inst.root_gb:
         root["size_gb"] = inst.root_gb
     return {
