@@ -34,7 +34,6 @@ from kvmfleet.scheduler.claims import (
     InsufficientResources,
     Resources,
     move_claim,
-    release,
     release_in,
     revert_move,
 )
@@ -223,7 +222,8 @@ def create(store: Any, req: CreateRequest) -> tuple[str, list[str]]:
     """Validate and persist the request: instance rows in BUILDING/SCHEDULING, each with its create action
     and schedule event, committed before any host is touched. Returns (request id, instance uuids)."""
     request_id = actions.new_request_id()
-    with store.transaction() as session:
+
+    def persist(session: Any) -> list[str]:
         v = _validate(session, req)
         quota.check(session, v.project, quota.flavor_deltas(v.flavor, req.count))
         uuids = []
@@ -241,7 +241,9 @@ def create(store: Any, req: CreateRequest) -> tuple[str, list[str]]:
             action = actions.start_action(session, inst.uuid, "create", request_id, v.project.id, req.user_id)
             actions.start_event(session, action.id, "schedule_instances")
             uuids.append(inst.uuid)
-    return request_id, uuids
+        return uuids
+
+    return request_id, store.run_in_transaction(persist)
 
 
 @dataclass
@@ -268,27 +270,22 @@ def build(store: Any, uuids: list[str], progress: Progress | None = None, timeou
 
 
 def _abandon(store: Any, uuids: list[str], message: str) -> None:
-    import time
-
     from sqlalchemy.exc import OperationalError
 
+    def abandon(session: Any, uuid: str) -> None:
+        inst = session.get(Instance, uuid)
+        if inst is None or inst.task_state not in (TaskState.SCHEDULING, TaskState.SPAWNING):
+            return
+        release_in(session, uuid)
+        store_api.save_instance(session, uuid, {"vm_state": VmState.ERROR, "task_state": None,
+                                                "host": None, "node": None}, expected_task_state=inst.task_state)
+        store_api.set_fault(session, uuid, message)
+
     for uuid in uuids:
-        for attempt in range(5):
-            try:
-                with store.transaction() as session:
-                    inst = session.get(Instance, uuid)
-                    if inst is None or inst.task_state not in (TaskState.SCHEDULING, TaskState.SPAWNING):
-                        break
-                    release_in(session, uuid)
-                    store_api.save_instance(session, uuid, {"vm_state": VmState.ERROR, "task_state": None,
-                                                            "host": None, "node": None},
-                                            expected_task_state=inst.task_state)
-                    store_api.set_fault(session, uuid, message)
-                break
-            except OperationalError:
-                time.sleep(2 * (attempt + 1))
-            except Conflict:
-                break
+        try:
+            store.run_in_transaction(lambda session, uuid=uuid: abandon(session, uuid))
+        except (OperationalError, Conflict):
+            continue  # as far as the store lets us: the next instance may still be put right
 
 
 def _build(store: Any, uuids: list[str], progress: Progress | None, timeout: int | None) -> dict[str, str]:
@@ -296,7 +293,8 @@ def _build(store: Any, uuids: list[str], progress: Progress | None, timeout: int
     sf = store.session_factory
     scheduler = placement.make_scheduler()
     max_attempts = scheduler.config.max_attempts
-    with store.transaction() as session:
+
+    def load(session: Any) -> tuple[Any, ...]:
         insts = [store_api.get_instance(session, u) for u in uuids]
         first = insts[0]
         image = session.get(Image, first.image_id) if first.image_id else None
@@ -312,7 +310,9 @@ def _build(store: Any, uuids: list[str], progress: Progress | None, timeout: int
         spec = placement.request_spec(session, flavor, image, availability_zone=first.availability_zone,
                                       project_id=first.project_id, group=group, num_instances=len(insts),
                                       exclude_members=uuids)
-        states = placement.host_states(session)
+        return image, group, resources, builds, spec, placement.host_states(session)
+
+    image, group, resources, builds, spec, states = store.run_in_transaction(load)
     if image is None:
         for b in builds.values():
             _fail_build(store, b, "the instance's image was deleted before it was built")
@@ -327,10 +327,13 @@ def _build(store: Any, uuids: list[str], progress: Progress | None, timeout: int
         return _statuses(store, uuids)
     for b, sel in zip(builds.values(), selections):
         b.candidates = [sel.name] + [a.name for a in sel.alternates]
-    with store.transaction() as session:
+
+    def scheduled(session: Any) -> None:
         for b in builds.values():
             actions.finish_event(session, _open_event(session, b.action_id, "schedule_instances"), True,
                                  details={"candidates": b.candidates})
+
+    store.run_in_transaction(scheduled)
 
     pending = list(builds.values())
     attempt = 0
@@ -350,7 +353,8 @@ def _build(store: Any, uuids: list[str], progress: Progress | None, timeout: int
         placed = _recheck_quota(store, placed)
         if not placed:
             break
-        with store.transaction() as session:
+
+        def spawning(session: Any, placed: list[_Build] = placed, attempt: int = attempt) -> tuple[Any, ...]:
             for b in placed:
                 store_api.save_instance(session, b.uuid, {"task_state": TaskState.SPAWNING},
                                         expected_task_state=TaskState.SCHEDULING)
@@ -363,7 +367,9 @@ def _build(store: Any, uuids: list[str], progress: Progress | None, timeout: int
                 specs.setdefault(b.host, []).append(domain_spec(session, inst, image))
                 if inst.config.get("user_data") is not None:
                     user_data[b.uuid] = inst.config["user_data"]
-            inv = _hosts_inventory(session, specs)
+            return specs, user_data, _hosts_inventory(session, specs)
+
+        specs, user_data, inv = store.run_in_transaction(spawning)
         for b in placed:
             progress(b.uuid, f"building on {b.host} (attempt {attempt})")
         result = executor.run(executor.Job(
@@ -392,8 +398,12 @@ def _build(store: Any, uuids: list[str], progress: Progress | None, timeout: int
 
 
 def _statuses(store: Any, uuids: list[str]) -> dict[str, str]:
-    with store.transaction() as session:
-        return {u: session.get(Instance, u).status for u in uuids}
+    return store.run_in_transaction(lambda session: {u: session.get(Instance, u).status for u in uuids})
+
+
+def _release(store: Any, uuid: str) -> list[str]:
+    """Release the instance's allocations in a transaction of its own (retried when the store is busy)."""
+    return store.run_in_transaction(lambda session: release_in(session, uuid))
 
 
 def _last_action(session: Any, uuid: str, name: str) -> Any:
@@ -437,21 +447,26 @@ def _recheck_quota(store: Any, placed: list[_Build]) -> list[_Build]:
     """Re-count after the claims committed; if a limit was lowered meanwhile the claims roll back."""
     if not placed:
         return placed
-    with store.transaction() as session:
+
+    def recheck(session: Any) -> str | None:
         project_id = session.get(Instance, placed[0].uuid).project_id
         try:
             quota.recheck(session, project_id)
-            return placed
         except quota.OverQuota as exc:
-            message = exc.msg
+            return exc.msg
+        return None
+
+    message = store.run_in_transaction(recheck)
+    if message is None:
+        return placed
     for b in placed:
-        release(store.session_factory, b.uuid)
+        _release(store, b.uuid)
         _fail_build(store, b, message)
     return []
 
 
 def _build_succeeded(store: Any, b: _Build, job_id: str, domain: dict[str, Any]) -> None:
-    with store.transaction() as session:
+    def succeeded(session: Any) -> None:
         inst = session.get(Instance, b.uuid)
         config = dict(inst.config)
         macs = [n.get("mac") for n in domain.get("nics") or [] if n.get("mac")]
@@ -465,22 +480,28 @@ def _build_succeeded(store: Any, b: _Build, job_id: str, domain: dict[str, Any])
         actions.finish_event(session, b.event_id, True, job_id=job_id)
         actions.finish_action(session, b.action_id)
 
+    store.run_in_transaction(succeeded)
+
 
 def _build_attempt_failed(store: Any, b: _Build, job_id: str, error: str) -> None:
-    release(store.session_factory, b.uuid)
-    with store.transaction() as session:
+    _release(store, b.uuid)
+
+    def attempt_failed(session: Any) -> None:
         store_api.save_instance(session, b.uuid, {"task_state": TaskState.SCHEDULING, "host": None, "node": None},
                                 expected_task_state=TaskState.SPAWNING)
         store_api.set_fault(session, b.uuid, f"Build on {b.host} failed: {error}")
         session.execute(update(Host).where(Host.name == b.host).values(failed_builds=Host.failed_builds + 1))
         actions.finish_event(session, b.event_id, False, job_id=job_id, error=error)
+
+    store.run_in_transaction(attempt_failed)
     b.host = None
 
 
 def _fail_build(store: Any, b: _Build, message: str, schedule_failed: bool = False) -> None:
     """ERROR with the fault; nothing held (the claim was released, the playbook removed the domain)."""
-    release(store.session_factory, b.uuid)
-    with store.transaction() as session:
+    _release(store, b.uuid)
+
+    def failed(session: Any) -> None:
         store_api.save_instance(session, b.uuid, {"vm_state": VmState.ERROR, "task_state": None,
                                                   "power_state": PowerState.NOSTATE, "host": None, "node": None},
                                 expected_task_state=(TaskState.SCHEDULING, TaskState.SPAWNING))
@@ -489,6 +510,8 @@ def _fail_build(store: Any, b: _Build, message: str, schedule_failed: bool = Fal
             actions.finish_event(session, _open_event(session, b.action_id, "schedule_instances"), False,
                                  error=message)
         actions.finish_action(session, b.action_id, message)
+
+    store.run_in_transaction(failed)
 
 
 # -- operations on existing instances ---------------------------------------------------------
@@ -509,7 +532,8 @@ def _begin(store: Any, key: str, op_name: str, event: str, project: str | None =
            extra: dict[str, Any] | None = None) -> _Begun:
     """Check the state and record task_state + action + event in one committed transaction."""
     op = OPERATIONS[op_name]
-    with store.transaction() as session:
+
+    def begin(session: Any) -> _Begun:
         project_id = store_api.get_project(session, project).id if project else None
         inst = find_instance(session, key, project_id)
         op.check(inst.vm_state, inst.task_state, inst.name)
@@ -523,15 +547,19 @@ def _begin(store: Any, key: str, op_name: str, event: str, project: str | None =
         ev = actions.start_event(session, action.id, event, host=inst.host)
         return _Begun(inst.uuid, inst.name, inst.host, VmState(inst.vm_state), action.id, ev.id, op)
 
+    return store.run_in_transaction(begin)
+
 
 def _finish(store: Any, b: _Begun, ok: bool, values: dict[str, Any], job_id: str | None = None,
             error: str | None = None) -> None:
-    with store.transaction() as session:
+    def finish(session: Any) -> None:
         store_api.save_instance(session, b.uuid, {"task_state": None, **values}, expected_task_state=b.op.task_state)
         if error:
             store_api.set_fault(session, b.uuid, error)
         actions.finish_event(session, b.event_id, ok, job_id=job_id, error=error)
         actions.finish_action(session, b.action_id, error)
+
+    store.run_in_transaction(finish)
 
 
 def _unreachable(result: executor.JobResult, host: str) -> bool:
@@ -602,8 +630,7 @@ def delete_many(store: Any, keys: list[str], project: str | None = None) -> list
         specs: dict[str, list[dict[str, Any]]] = {}
         for b in placed:
             specs.setdefault(b.host, []).append({"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid})
-        with store.transaction() as session:
-            inv = _hosts_inventory(session, specs)
+        inv = store.run_in_transaction(lambda session: _hosts_inventory(session, specs))
         result = executor.run(executor.Job(playbook="instance_delete.yml", inventory=inv,
                                            extravars={"kvmfleet_instances": specs},
                                            forks=min(50, max(5, len(specs)))))
@@ -617,14 +644,18 @@ def delete_many(store: Any, keys: list[str], project: str | None = None) -> list
                 _finish(store, b, False, values, result.id, message)
                 errors.append(message)
                 continue
-        release(store.session_factory, b.uuid)
+        _release(store, b.uuid)
         now = utcnow()
-        with store.transaction() as session:
-            actions.finish_event(session, b.event_id, True, job_id=result.id if result and b.host else None)
+        job_id = result.id if result and b.host else None
+
+        def deleted(session: Any, b: _Begun = b, now: Any = now, job_id: str | None = job_id) -> None:
+            actions.finish_event(session, b.event_id, True, job_id=job_id)
             actions.finish_action(session, b.action_id)
             store_api.save_instance(session, b.uuid, {"vm_state": VmState.DELETED, "task_state": None,
                                                       "power_state": PowerState.NOSTATE, "terminated_at": now,
                                                       "deleted_at": now}, expected_task_state=TaskState.DELETING)
+
+        store.run_in_transaction(deleted)
     return errors
 
 

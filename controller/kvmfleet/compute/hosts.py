@@ -5,9 +5,10 @@ host gets its capacity, heartbeat and state UP; an unreachable host is marked DO
 others; each instance's power_state is reconciled with what its host reports (principle 1: the host is
 the truth for what exists).
 
-Connection vars (ssh key, known_hosts args, user, interpreter...) are kept per host in
-<state dir>/hosts/<name>.json (mode 0600) until the store grows a column for them; `inventory_host()`
-is the one place that reads them.
+Connection vars (ssh key path, known_hosts args, user, interpreter...) are kept in the host's
+``connection`` column (store revision 0002), so controllers sharing a database share them; the
+<state dir>/hosts/<name>.json files older controllers wrote are read once and adopted, never written.
+`connection_vars()` is the one place that reads them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import datetime as dt
 import json
 import os
 import shlex
-import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,34 +42,42 @@ def validate_host_name(name: str) -> str:
     return name
 
 
-def _vars_dir() -> Path:
-    return paths.state_dir() / "hosts"
+def _legacy_vars_file(name: str) -> Path:
+    """Where controllers before store revision 0002 kept a host's connection vars (read, never written)."""
+    return paths.state_dir() / "hosts" / f"{validate_host_name(name)}.json"
 
 
-def _vars_file(name: str) -> Path:
-    return _vars_dir() / f"{validate_host_name(name)}.json"
-
-
-def connection_vars(name: str) -> dict[str, Any]:
-    path = _vars_file(name)
+def connection_vars(host: Host) -> dict[str, Any]:
+    """How Ansible reaches ``host``: its ``connection`` column. A host added before the column existed
+    has its vars in a legacy file; they are read once and adopted into the column (committed with the
+    caller's transaction), so every controller on the database sees them."""
+    if host.connection:
+        return dict(host.connection)
+    path = _legacy_vars_file(host.name)
     if not path.is_file():
         return {}
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read legacy connection vars of host {host.name} from {path}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise InvalidInput(f"legacy connection vars of host {host.name} in {path} are not a mapping")
+    _save_connection_vars(host, values)
+    return dict(values)
 
 
-def _save_connection_vars(name: str, values: Mapping[str, Any]) -> None:
-    path = _vars_file(name)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(dict(values), fh, indent=1, sort_keys=True)
-    tmp.replace(path)
+def _save_connection_vars(host: Host, values: Mapping[str, Any]) -> None:
+    host.connection = dict(values)
+
+
+def _shown_connection(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Connection vars fit to print: anything that looks like a secret is left out."""
+    return {k: v for k, v in values.items() if not any(w in k.lower() for w in ("pass", "secret", "token"))}
 
 
 def inventory_host(host: Host) -> executor.InventoryHost:
     """How the executor reaches `host`: its address plus its connection vars."""
-    return executor.InventoryHost(name=host.name, address=host.address or host.name, vars=connection_vars(host.name))
+    return executor.InventoryHost(name=host.name, address=host.address or host.name, vars=connection_vars(host))
 
 
 def inventory(hosts: Iterable[Host]) -> dict[str, Any]:
@@ -123,8 +131,8 @@ def add_host(session: Session, name: str, address: str, availability_zone: str |
         host.address = address
         if availability_zone:
             host.availability_zone = availability_zone
+    _save_connection_vars(host, conn_vars or {})
     session.flush()
-    _save_connection_vars(name, conn_vars or {})
     return HostAddResult(host=host, created=created)
 
 
@@ -166,7 +174,7 @@ def remove_host(session: Session, name: str) -> None:
     if used:
         raise InvalidInput(f"host {name} still holds {used} allocation(s): delete or move its instances first")
     session.delete(host)
-    _vars_file(name).unlink(missing_ok=True)
+    _legacy_vars_file(name).unlink(missing_ok=True)  # a pre-0002 controller's file must not come back
 
 
 def usage(session: Session, host: Host) -> dict[str, int]:
@@ -200,7 +208,7 @@ def host_dict(session: Session, host: Host, detail: bool = False) -> dict[str, A
             "reserved": {"memory_mb": host.reserved_host_memory_mb, "disk_gb": host.reserved_host_disk_gb,
                          "cpus": host.reserved_host_cpus},
             "aggregates": [a.name for a in host.aggregates],
-            "connection": {k: v for k, v in connection_vars(host.name).items() if "pass" not in k.lower()},
+            "connection": _shown_connection(connection_vars(host)),
         })
     return out
 

@@ -14,6 +14,7 @@ from kvmfleet.scheduler import HostState, RequestSpec, Scheduler, SchedulerConfi
 from kvmfleet.scheduler import ImageMeta as SpecImage
 from kvmfleet.scheduler import ServerGroup as SpecGroup
 from kvmfleet.scheduler.claims import ClaimConflict, Resources, claim_in
+from kvmfleet.store.engine import run_in_transaction
 from kvmfleet.store.models import Allocation, Host, Image, Instance, ServerGroup, utcnow
 from kvmfleet.store.states import HostState as HostUpDown
 from kvmfleet.store.states import ServerGroupPolicy
@@ -133,17 +134,25 @@ def claim_first(session_factory: Any, instance_uuid: str, candidates: Sequence[s
     remaining = [c for c in candidates if c not in skipped]
     while remaining:
         host = remaining.pop(0)
+
+        def try_host(session: Session, host: str = host) -> str | None:
+            why = violates_group(session, group, instance_uuid, host)
+            if why:
+                return why
+            claim_in(session, instance_uuid, host, resources)
+            # The instance points at its host in the same transaction as the claim.
+            session.execute(Instance.__table__.update().where(Instance.uuid == instance_uuid)
+                            .values(host=host, node=host))
+            return None
+
         try:
-            with session_factory() as session, session.begin():
-                why = violates_group(session, group, instance_uuid, host)
-                if why:
-                    refused.append(f"{host}: {why}")
-                    continue
-                claim_in(session, instance_uuid, host, resources)
-                # The instance points at its host in the same transaction as the claim.
-                session.execute(Instance.__table__.update().where(Instance.uuid == instance_uuid)
-                                .values(host=host, node=host))
-            return host, remaining, refused
+            # A busy store reruns the whole claim (group check included); a lost compare-and-set does not.
+            why = run_in_transaction(session_factory, try_host)
         except ClaimConflict as exc:
             refused.append(f"{host}: {exc.msg}")
+            continue
+        if why:
+            refused.append(f"{host}: {why}")
+            continue
+        return host, remaining, refused
     return None, [], refused

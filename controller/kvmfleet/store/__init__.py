@@ -9,6 +9,9 @@ Opening it::
     store = open_store(url)             # a private Store (tests); store.engine, store.session_factory
     with store.transaction() as session:    # commits on success, rolls back on exception
         ...
+    store.run_in_transaction(fn)        # fn(session) in one transaction; the WHOLE fn is rerun (bounded,
+                                        # jittered backoff) on SQLite busy/locked or PostgreSQL 40001/40P01.
+                                        # Use it for writes; fn touches nothing but the session.
     store.session_factory               # sqlalchemy sessionmaker (expire_on_commit=False); pass it to claims
     upgrade(store.engine)               # alembic upgrade head (migrations ship in store/migrations/)
 
@@ -27,7 +30,8 @@ InstanceActionEvent. Notable fields:
   up/down), cpu/ram/disk_allocation_ratio (defaults from config when inserted), reserved_host_memory_mb/
   _disk_gb/_cpus, vcpus, memory_mb, local_gb (totals), arch, cpu_model, virt_types (list), hypervisor_type,
   hypervisor_version, generation (claims' compare-and-set), last_heartbeat_at, facts (last host_facts),
-  failed_builds. Property ``capacity`` = (total - reserved) * ratio per resource.
+  failed_builds, connection (Ansible connection vars, revision 0002; no secrets). Property ``capacity`` =
+  (total - reserved) * ratio per resource.
 - Allocation: instance_uuid, host_id, kind (AllocationKind instance|migration), vcpus, memory_mb, disk_gb.
   Written only through kvmfleet.scheduler.claims (claim/release/move_claim/confirm_move/revert_move).
 - Flavor: id (flavorid), name, vcpus, memory_mb, root_gb, ephemeral_gb, swap, extra_specs (dict).
@@ -72,10 +76,12 @@ from kvmfleet.store.engine import (
     ensure_schema,
     get_store,
     head_revision,
+    is_retryable,
     make_engine,
     make_session_factory,
     open_store,
     reset_store,
+    run_in_transaction,
     upgrade,
 )
 from kvmfleet.store.errors import (
@@ -160,12 +166,14 @@ __all__ = [
     "get_server_group",
     "get_store",
     "head_revision",
+    "is_retryable",
     "lock_server_group",
     "make_engine",
     "make_session_factory",
     "new_uuid",
     "open_store",
     "reset_store",
+    "run_in_transaction",
     "save_instance",
     "set_fault",
     "upgrade",

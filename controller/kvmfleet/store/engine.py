@@ -9,13 +9,17 @@ locks taken by the compare-and-set UPDATEs (host generation, project generation)
 from __future__ import annotations
 
 import contextlib
+import logging
+import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kvmfleet.store.errors import SchemaError
@@ -23,9 +27,61 @@ from kvmfleet.store.errors import SchemaError
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30000
 
+# Whole-transaction retries (Store.run_in_transaction): attempts in all, and the backoff between them
+# (full jitter: a random sleep in [0, min(cap, base * 2**n)]).
+RETRY_ATTEMPTS = 8
+RETRY_BASE_S = 0.05
+RETRY_CAP_S = 2.0
 
-def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
-    """An engine for ``url`` (default: the configured database). Creates the SQLite file's directory."""
+_PG_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for errors after which the whole transaction may simply run again: SQLite busy/locked
+    (another writer held the lock past the busy timeout) and PostgreSQL serialization failures and
+    deadlocks. Nothing else (constraint violations, Conflict, bad input...) is retryable."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _PG_RETRYABLE:
+        return True
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
+    text = str(orig).lower()
+    return type(orig).__name__ == "OperationalError" and (
+        "database is locked" in text or "database table is locked" in text or "database is busy" in text)
+
+
+def run_in_transaction(session_factory: Callable[[], Session], fn: Callable[[Session], T], *,
+                       attempts: int | None = None, base: float | None = None, cap: float | None = None) -> T:
+    """Run ``fn(session)`` in its own transaction and commit; on a retryable error (is_retryable) roll
+    back and run the WHOLE of ``fn`` again in a fresh session, up to ``attempts`` times in all, sleeping
+    a jittered, growing backoff between tries. ``fn`` must only touch the database through ``session``
+    (anything else it does would happen once per try); what it returns is returned. Any other error,
+    or the last retryable one, is raised as is."""
+    attempts = RETRY_ATTEMPTS if attempts is None else attempts
+    base = RETRY_BASE_S if base is None else base
+    cap = RETRY_CAP_S if cap is None else cap
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_factory() as session, session.begin():
+                return fn(session)
+        except DBAPIError as exc:
+            if attempt >= attempts or not is_retryable(exc):
+                raise
+            delay = random.uniform(0, min(cap, base * (2 ** (attempt - 1))))
+            _log.debug("store transaction retry %d/%d in %.3fs after %s", attempt, attempts, delay, exc.orig)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def make_engine(url: str | None = None, busy_timeout_ms: int | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url`` (default: the configured database). Creates the SQLite file's directory.
+    ``busy_timeout_ms`` (SQLite only) is how long a writer waits for the lock before "database is locked"
+    (default SQLITE_BUSY_TIMEOUT_MS; Store.run_in_transaction retries after that)."""
     if url is None:
         from kvmfleet.config import get_settings
 
@@ -34,10 +90,11 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        busy_ms = int(busy_timeout_ms if busy_timeout_ms is not None else SQLITE_BUSY_TIMEOUT_MS)
+        connect_args = {"timeout": busy_ms / 1000, "check_same_thread": False}
         connect_args.update(kwargs.pop("connect_args", {}))
         engine = create_engine(parsed, connect_args=connect_args, **kwargs)
-        _sqlite_setup(engine)
+        _sqlite_setup(engine, busy_ms)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")  # the driver we install
@@ -45,14 +102,14 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     return create_engine(parsed, **kwargs)
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, busy_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
         cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")  # first: switching to WAL may wait for the lock too
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
@@ -127,7 +184,8 @@ def ensure_schema(engine: Engine) -> None:
 
 class Store:
     """An engine plus its session factory. ``with store.transaction() as session:`` commits on success
-    and rolls back on any exception."""
+    and rolls back on any exception, once. Writes that may meet a busy SQLite or a PostgreSQL
+    serialization failure go through ``store.run_in_transaction(fn)``, which reruns the whole ``fn``."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -141,6 +199,11 @@ class Store:
     def transaction(self) -> Iterator[Session]:
         with self.session_factory.begin() as session:
             yield session
+
+    def run_in_transaction(self, fn: Callable[[Session], T], **kwargs: Any) -> T:
+        """``fn(session)`` in one transaction, the whole of it retried on busy/serialization errors
+        (see run_in_transaction above)."""
+        return run_in_transaction(self.session_factory, fn, **kwargs)
 
     def session(self) -> Session:
         return self.session_factory()

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.ext.mutable import MutableDict, MutableList
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -218,6 +219,10 @@ class Host(Base):
     last_heartbeat_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     facts: Mapped[dict[str, Any] | None] = mapped_column(MutableDict.as_mutable(JSON()), default=None)
     failed_builds: Mapped[int] = mapped_column(Integer, default=0)
+    # Ansible connection vars (ansible_user, ansible_ssh_private_key_file, ansible_ssh_common_args,
+    # ansible_python_interpreter...): paths and options, never a password or key material.
+    connection: Mapped[dict[str, Any]] = mapped_column(MutableDict.as_mutable(JSON()), default=dict,
+                                                       server_default=text("'{}'"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(default=None, onupdate=utcnow)
 

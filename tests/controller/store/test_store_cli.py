@@ -39,9 +39,9 @@ def _json(result):
 
 def test_db_upgrade_then_version(kvmfleet):
     up = _json(kvmfleet("db", "upgrade", "-f", "json"))
-    assert up["from"] is None and up["to"] == "0001"
+    assert up["from"] is None and up["to"] == "0002"
     assert _json(kvmfleet("db", "version", "-f", "json"))["up_to_date"] is True
-    assert _json(kvmfleet("db", "upgrade", "-f", "json"))["from"] == "0001"
+    assert _json(kvmfleet("db", "upgrade", "-f", "json"))["from"] == "0002"
 
 
 def test_project_flavor_quota_server_group_round_trip(kvmfleet):
