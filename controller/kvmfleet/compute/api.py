@@ -663,9 +663,11 @@ def delete_many(store: Any, keys: list[str], project: str | None = None) -> list
 
 
 def resize(store: Any, key: str, flavor_key: str, project: str | None = None) -> str:
-    """Cold resize on the same host: stop, apply the new flavor's vcpus/memory, start again (if it was
-    running), then VERIFY_RESIZE until confirm or revert. The new flavor is claimed next to the old one
-    (the old stays held as a migration allocation until confirm, as in Nova)."""
+    """Cold resize (Nova's resize): stop, new flavor, start again (if it was running), then VERIFY_RESIZE
+    until confirm or revert. The same host is kept when the new flavor fits there; otherwise the scheduler
+    picks another host (server group policy honoured) and the instance moves there in one job
+    (instance_resize.yml: stop on the source, fetch its root disk overlay, define and start on the
+    destination). The old allocation stays held on the source as a migration allocation until confirm."""
     with store.transaction() as session:
         new = store_api.get_flavor(session, flavor_key)
         inst = find_instance(session, key, store_api.get_project(session, project).id if project else None)
@@ -680,56 +682,175 @@ def resize(store: Any, key: str, flavor_key: str, project: str | None = None) ->
         old = {"flavor_id": inst.flavor_id, "flavor_name": inst.flavor_name, "vcpus": inst.vcpus,
                "memory_mb": inst.memory_mb, "root_gb": inst.root_gb, "ephemeral_gb": inst.ephemeral_gb,
                "swap": inst.swap, "flavor_extra_specs": dict(inst.flavor_extra_specs or {}),
-               "vm_state": str(inst.vm_state)}
+               "vm_state": str(inst.vm_state), "source_host": inst.host}
         new_fields = new.as_instance_fields()
     b = _begin(store, key, "resize", "compute_resize_instance", project,
                extra={"old_flavor": old, "new_flavor": new_fields})
+    source = b.host
+    resources = Resources.from_flavor(new_fields)
     try:
-        move_claim(store.session_factory, b.uuid, b.host, Resources.from_flavor(new_fields))
-    except InsufficientResources as exc:
-        message = (f"resize of server {b.name} to {new.name} does not fit on its host {b.host} "
-                   f"({exc.msg}); resizing to another host needs cold migration, which is not available yet")
+        if source is None:
+            raise ClaimConflict(f"server {b.name} has no host (it was never built)")
+        try:
+            move_claim(store.session_factory, b.uuid, source, resources)
+            dest = source
+        except InsufficientResources as exc:
+            dest = _reschedule_resize(store, b, new_fields, f"{source}: {exc.msg}")
+    except (ClaimConflict, NoValidHost) as exc:
+        message = f"resize of server {b.name} to {new.name}: {exc.msg}"
         _finish(store, b, False, {"old_flavor": None, "new_flavor": None}, error=message)
         raise OperationFailed(message) from exc
-    except ClaimConflict as exc:
-        _finish(store, b, False, {"old_flavor": None, "new_flavor": None}, error=exc.msg)
-        raise OperationFailed(f"resize of server {b.name}: {exc.msg}") from exc
     with store.transaction() as session:
         store_api.save_instance(session, b.uuid, {"task_state": TaskState.RESIZE_MIGRATING},
                                 expected_task_state=TaskState.RESIZE_PREP)
     b.op = Operation("resize", None, TaskState.RESIZE_MIGRATING, None, None)
-    result = _run_on_host(store, b, "instance_resize.yml", {
-        "kvmfleet_start": b.vm_state is VmState.ACTIVE,
-        "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid, "vcpus": new.vcpus,
-                                         "memory_mb": new.memory_mb}]}})
-    if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
-        revert_move(store.session_factory, b.uuid)
-        try:
-            _fail_op(store, b, result, "resize")
-        finally:
-            with store.transaction() as session:
-                store_api.save_instance(session, b.uuid, {"old_flavor": None, "new_flavor": None})
-    power = PowerState.RUNNING if b.vm_state is VmState.ACTIVE else PowerState.SHUTDOWN
-    _finish(store, b, True, {"vm_state": VmState.RESIZED, "power_state": power,
-                             **{k: v for k, v in new_fields.items()}}, result.id)
+    start = b.vm_state is VmState.ACTIVE
+    if dest == source:
+        result = _run_on_host(store, b, "instance_resize.yml", {
+            "kvmfleet_start": start,
+            "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid, "vcpus": new.vcpus,
+                                             "memory_mb": new.memory_mb}]}})
+        if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
+            revert_move(store.session_factory, b.uuid)
+            try:
+                _fail_op(store, b, result, "resize")
+            finally:
+                with store.transaction() as session:
+                    store_api.save_instance(session, b.uuid, {"old_flavor": None, "new_flavor": None})
+    else:
+        result = _migrate(store, b, source, dest, new_fields, start)
+    power = PowerState.RUNNING if start else PowerState.SHUTDOWN
+    _finish(store, b, True, {"vm_state": VmState.RESIZED, "power_state": power, **new_fields}, result.id)
     return _status(store, b.uuid)
 
 
-def confirm_resize(store: Any, key: str, project: str | None = None) -> str:
-    b = _begin(store, key, "confirmResize", "compute_confirm_resize", project)
-    confirm_move_claim(store.session_factory, b.uuid)
+def _reschedule_resize(store: Any, b: _Begun, new_fields: dict[str, Any], why_not_source: str) -> str:
+    """The new flavor does not fit on the source: ask the scheduler (same filters as a build, server group
+    policy honoured, the moving instance not counted as a member) and move-claim on the first candidate
+    that takes it. Returns the destination; NoValidHost when none does."""
+    scheduler = placement.make_scheduler()
     with store.transaction() as session:
         inst = session.get(Instance, b.uuid)
-        back = VmState((inst.old_flavor or {}).get("vm_state") or "active")
-    _finish(store, b, True, {"vm_state": back, "old_flavor": None, "new_flavor": None})
+        image = session.get(Image, inst.image_id) if inst.image_id else None
+        group = session.get(ServerGroup, inst.server_group_id) if inst.server_group_id else None
+        flavor = {"name": new_fields["flavor_name"], "vcpus": new_fields["vcpus"],
+                  "memory_mb": new_fields["memory_mb"], "root_gb": new_fields["root_gb"],
+                  "ephemeral_gb": new_fields["ephemeral_gb"], "swap": new_fields["swap"],
+                  "extra_specs": dict(new_fields.get("flavor_extra_specs") or {})}
+        spec = placement.request_spec(session, flavor, image, availability_zone=inst.availability_zone,
+                                      project_id=inst.project_id, group=group, exclude_members=[b.uuid])
+        states = placement.host_states(session)
+    if image is None:
+        raise NoValidHost("the instance's image was deleted: it cannot be rebuilt on another host")
+    selections = scheduler.select_destinations(spec, states, alternates=scheduler.config.max_attempts - 1)
+    sel = selections[0]
+    refused = [why_not_source]
+    for host in [sel.name] + [a.name for a in sel.alternates]:
+        if host == b.host:
+            continue
+        with store.transaction() as session:
+            why = placement.violates_group(session, group, b.uuid, host)
+        if why:
+            refused.append(f"{host}: {why}")
+            continue
+        try:
+            move_claim(store.session_factory, b.uuid, host, Resources.from_flavor(new_fields))
+            return host
+        except ClaimConflict as exc:
+            refused.append(f"{host}: {exc.msg}")
+    raise NoValidHost("No valid host was found for the resize. " + "; ".join(refused))
+
+
+def _migrate(store: Any, b: _Begun, source: str, dest: str, new_fields: dict[str, Any],
+             start: bool) -> executor.JobResult:
+    """One instance_resize.yml job moving the instance from source to dest with the new flavor. On success
+    the instance points at dest (task resize_migrated, then resize_finish); on failure the destination
+    claim is dropped, the instance is ERROR with the fault on its source, and OperationFailed is raised."""
+    import shutil
+
+    with store.transaction() as session:
+        inst = session.get(Instance, b.uuid)
+        image = session.get(Image, inst.image_id)
+        spec = domain_spec(session, inst, image)
+        spec.update({"vcpus": new_fields["vcpus"], "memory_mb": new_fields["memory_mb"],
+                     "disks": [{"size_gb": new_fields["ephemeral_gb"]}] if new_fields["ephemeral_gb"] else []})
+        spec["metadata"]["flavor"] = new_fields["flavor_name"]
+        if new_fields["root_gb"]:
+            spec["root_disk"]["size_gb"] = new_fields["root_gb"]
+        user_data = {b.uuid: inst.config["user_data"]} if inst.config.get("user_data") is not None else {}
+        inv = _hosts_inventory(session, [source, dest])
+    job = executor.Job(playbook="instance_resize.yml", inventory=inv, extravars={})
+    transfer = executor.jobs_dir() / job.id / "transfer"
+    job.extravars.update({
+        "kvmfleet_instances": {},
+        "kvmfleet_migration": {"source": source, "dest": dest, "transfer_dir": str(transfer), "start": start,
+                               "instance": spec},
+        "kvmfleet_user_data": user_data})
+    job.secret_vars = ("kvmfleet_user_data",)
+    try:
+        result = executor.run(job)
+    finally:
+        shutil.rmtree(transfer, ignore_errors=True)  # a copy of the guest's disk: never kept
+    failed_on = next((h for h in (source, dest) if not result.host(h).ok), None)
+    if failed_on is None and result.status is executor.JobStatus.SUCCESSFUL:
+        with store.transaction() as session:
+            store_api.save_instance(session, b.uuid, {"task_state": TaskState.RESIZE_MIGRATED, "host": dest,
+                                                      "node": dest}, expected_task_state=TaskState.RESIZE_MIGRATING)
+            store_api.save_instance(session, b.uuid, {"task_state": TaskState.RESIZE_FINISH},
+                                    expected_task_state=TaskState.RESIZE_MIGRATED)
+        b.host = dest
+        b.op = Operation("resize", None, TaskState.RESIZE_FINISH, None, None)
+        return result
+    where = failed_on or dest
+    error = result.error_for(where) or "failed"
+    message = f"resize of server {b.name} from {source} to {dest} failed on {where}: {error}"
+    revert_move(store.session_factory, b.uuid)
+    _finish(store, b, False, {"vm_state": VmState.ERROR, "old_flavor": None, "new_flavor": None}, result.id,
+            message)
+    raise OperationFailed(message, instance=b.uuid)
+
+
+def confirm_resize(store: Any, key: str, project: str | None = None) -> str:
+    """Keep the new flavor: after a move, the source domain and its disks go, then the source hold."""
+    b = _begin(store, key, "confirmResize", "compute_confirm_resize", project)
+    with store.transaction() as session:
+        old = dict(session.get(Instance, b.uuid).old_flavor or {})
+    back = VmState(old.get("vm_state") or "active")
+    source = old.get("source_host")
+    job_id = None
+    if source and source != b.host:
+        with store.transaction() as session:
+            inv = _hosts_inventory(session, [source])
+        result = executor.run(executor.Job(playbook="instance_delete.yml", inventory=inv, extravars={
+            "kvmfleet_instances": {source: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid}]}}))
+        job_id = result.id
+        if not result.host(source).ok or result.status is not executor.JobStatus.SUCCESSFUL:
+            message = (f"confirm resize of server {b.name}: removing it from the source host {source} failed: "
+                       f"{result.error_for(source) or 'failed'}")
+            _finish(store, b, False, {}, result.id, message)
+            raise OperationFailed(message, instance=b.uuid)
+    confirm_move_claim(store.session_factory, b.uuid)
+    _finish(store, b, True, {"vm_state": back, "old_flavor": None, "new_flavor": None}, job_id)
     return _status(store, b.uuid)
 
 
 def revert_resize(store: Any, key: str, project: str | None = None) -> str:
+    """Back to the old flavor: after a move, the destination domain and its disks go first, then the
+    instance starts again on its source (whose domain kept the old flavor) and the destination claim goes."""
     b = _begin(store, key, "revertResize", "compute_revert_resize", project)
     with store.transaction() as session:
         old = dict(session.get(Instance, b.uuid).old_flavor or {})
     back = VmState(old.pop("vm_state", "active"))
+    source = old.pop("source_host", None) or b.host
+    if source != b.host:
+        result = _run_on_host(store, b, "instance_delete.yml", {
+            "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid}]}})
+        if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
+            _fail_op(store, b, result, "revert resize (removing the resized copy)")
+        with store.transaction() as session:
+            store_api.save_instance(session, b.uuid, {"host": source, "node": source},
+                                    expected_task_state=TaskState.RESIZE_REVERTING)
+        b.host = source
     result = _run_on_host(store, b, "instance_resize.yml", {
         "kvmfleet_start": back is VmState.ACTIVE,
         "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid, "vcpus": old["vcpus"],
