@@ -251,10 +251,12 @@ def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300) 
         inv = inventory(hosts)
     result = executor.run(executor.Job(playbook="host_refresh.yml", inventory=inv,
                                        forks=min(50, max(5, len(hosts))), timeout=timeout))
-    report = RefreshReport(job_id=result.id)
     now = utcnow()
-    with store.transaction() as session:
-        for host in session.scalars(select(Host).where(Host.name.in_([h.name for h in hosts]))).all():
+    names = [h.name for h in hosts]
+
+    def record(session: Session) -> RefreshReport:
+        report = RefreshReport(job_id=result.id)  # built afresh if the store makes us run this again
+        for host in session.scalars(select(Host).where(Host.name.in_(names))).all():
             hr = result.host(host.name)
             res = hr.result_of("host_facts")
             facts = (res or {}).get("host_facts") if hr.ok else None
@@ -265,7 +267,9 @@ def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300) 
             _apply_facts(host, facts, now)
             report.up.append(host.name)
             _reconcile_instances(session, host, facts, report)
-    return report
+        return report
+
+    return store.run_in_transaction(record)
 
 
 def _apply_facts(host: Host, facts: dict[str, Any], now: dt.datetime) -> None:

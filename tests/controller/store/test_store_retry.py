@@ -256,3 +256,20 @@ def test_migration_0002_keeps_existing_hosts(db_url):
             assert conn.execute(text("SELECT count(*) FROM hosts")).scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_refresh_uses_stored_connection_vars(tmp_path, monkeypatch):
+    """The executor gets the vars from the column: port 1 on loopback is refused, so the host is DOWN
+    with ssh's own message (the refresh's recording transaction runs through run_in_transaction)."""
+    monkeypatch.setenv("ANSIBLE_CONFIG", str(Path(__file__).resolve().parents[3] / "ansible.cfg"))
+    store = _sqlite_store(tmp_path)
+    try:
+        with store.transaction() as s:
+            hostops.add_host(s, "dead", "127.0.0.1", conn_vars={"ansible_port": 1, "ansible_user": "root"})
+        report = hostops.refresh(store, timeout=60)
+        assert report.up == []
+        assert "port 1" in report.down["dead"]
+        with store.transaction() as s:
+            assert str(s.scalars(select(Host).where(Host.name == "dead")).one().state) == "down"
+    finally:
+        store.dispose()
