@@ -98,6 +98,15 @@ def test_resize_move_failing_on_the_destination_leaves_error_and_the_source_inta
             fleet.run("host", "enable", h)
     uuid = b["id"]
     assert b["host"] == src
+    # No host at all takes the new flavor: refused by the scheduler, the instance keeps running as it was.
+    error = fleet.fails("server", "resize", "rz-b", "e2e.huge")
+    assert "No valid host" in error, error
+    shown = fleet.show("rz-b")
+    assert (shown["status"], shown["host"], shown["flavor"], shown["new_flavor"]) == \
+        ("ACTIVE", src, "e2e.nano", None), shown
+    assert _state(fleet, src, uuid) == "running"
+    usage = _disk_gb(fleet, src)
+    assert usage[src] == 200 + 1 and all(usage[h] == 0 for h in others), usage
     # A stale file where the destination's root disk would go: the domain module refuses to overwrite it.
     stale = f"/var/lib/libvirt/kvmfleet/instances/kvmfleet-{uuid}"
     for h in others:
