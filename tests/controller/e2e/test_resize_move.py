@@ -130,3 +130,30 @@ def test_resize_move_failing_on_the_destination_leaves_error_and_the_source_inta
             fleet.lab_host(h).run(f"rm -rf {stale}")
     fleet.delete("rz-b", "rz-filler2")
     assert _state(fleet, src, uuid) == "absent"
+
+
+def test_stopped_instance_moves_stopped(fleet):
+    names = [h.name for h in fleet.hosts]
+    src, others = names[0], names[1:]
+    for h in others:
+        fleet.run("host", "disable", h, "--reason", "e2e resize: fill the source")
+    try:
+        c = fleet.create("rz-c", "--flavor", "e2e.nano", "--image", "tiny")[0]
+        fleet.create("rz-filler3", "--flavor", "e2e.disk200", "--image", "tiny")
+    finally:
+        for h in others:
+            fleet.run("host", "enable", h)
+    uuid = c["id"]
+    fleet.wait_ready("rz-c")
+    assert fleet.json("server", "stop", "rz-c")["status"] == "SHUTOFF"
+    fleet.run("server", "resize", "rz-c", "e2e.disk200")
+    shown = fleet.show("rz-c")
+    dest = shown["host"]
+    assert dest in others and (shown["status"], shown["power_state"]) == ("VERIFY_RESIZE", "SHUTDOWN"), shown
+    assert _state(fleet, dest, uuid) == "shut off" and _state(fleet, src, uuid) == "shut off"
+    fleet.run("server", "confirm-resize", "rz-c")
+    shown = fleet.show("rz-c")
+    assert (shown["status"], shown["host"], shown["flavor"]) == ("SHUTOFF", dest, "e2e.disk200"), shown
+    assert _state(fleet, src, uuid) == "absent"
+    fleet.delete("rz-c", "rz-filler3")
+    assert _state(fleet, dest, uuid) == "absent"
