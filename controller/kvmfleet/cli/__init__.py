@@ -8,24 +8,18 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="kvmfleet: VM
 
 
 def _register() -> None:
-    from kvmfleet.cli import bench, image, lab
-
-    app.add_typer(lab.app, name="lab", help="The one-machine lab of compute hosts.")
-    app.add_typer(image.app, name="image", help="Guest images.")
-    app.add_typer(bench.app, name="bench", help="Benchmarks (figures, never pass/fail).")
-    from kvmfleet.cli import host
-
-    app.add_typer(host.app, name="host", help="Compute hosts.")
-    from kvmfleet.cli import server
+    from kvmfleet.cli import bench, db, flavor, host, image, lab, project, quota, server, server_group
 
     app.add_typer(server.app, name="server", help="Servers (instances): create, list, lifecycle actions.")
-    from kvmfleet.cli import db, flavor, project, quota, server_group
-
-    app.add_typer(db.app, name="db", help="The store's schema.")
-    app.add_typer(project.app, name="project", help="Projects (tenants).")
     app.add_typer(flavor.app, name="flavor", help="Flavors (instance sizes).")
-    app.add_typer(quota.app, name="quota", help="Quota limits and usage per project.")
+    app.add_typer(image.app, name="image", help="Guest images.")
     app.add_typer(server_group.app, name="server-group", help="Server groups (affinity policies).")
+    app.add_typer(host.app, name="host", help="Compute hosts.")
+    app.add_typer(project.app, name="project", help="Projects (tenants).")
+    app.add_typer(quota.app, name="quota", help="Quota limits and usage per project.")
+    app.add_typer(db.app, name="db", help="The store's schema.")
+    app.add_typer(lab.app, name="lab", help="The one-machine lab of compute hosts.")
+    app.add_typer(bench.app, name="bench", help="Benchmarks (figures, never pass/fail).")
 
 
 def main() -> None:
