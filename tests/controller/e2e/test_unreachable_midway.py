@@ -1,0 +1,107 @@
+"""A host that stops answering WHILE it builds an instance: the build ends in ERROR naming the host, its claim
+is released, and nothing is left on the host once it answers again.
+
+The host is cut off for real: its own end of the lab link (eth0 inside its network namespace, named by the
+inventory's kvmfleet_lab_netns) goes down for the window, so only that lab host loses its traffic.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import KVMFLEET, PROJECT
+
+pytestmark = pytest.mark.lab
+
+CREATE_TASK = "Define and start instances"  # the build playbook's domain task (kvmfleet.compute.api)
+
+
+def _netns(inventory, host: str) -> str:
+    group = yaml.safe_load(inventory.read_text())["all"]["children"]["kvm_hosts"]
+    return {**(group.get("vars") or {}), **(group["hosts"][host] or {})}["kvmfleet_lab_netns"]
+
+
+def _link(netns: str, state: str) -> None:
+    subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "eth0", state], check=True, timeout=30)
+
+
+def _job_dirs(fleet) -> set[Path]:
+    return set((Path(fleet.env["KVMFLEET_STATE_DIR"]) / "jobs").glob("*"))
+
+
+def _wait_task_start(fleet, task: str, before: set[Path], proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Wait until a job started after `before` has begun `task` (its live ansible-runner events say so)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"create ended before the host was cut off: {proc.communicate()}"
+        for job in _job_dirs(fleet) - before:
+            for event in job.glob("artifacts/*/job_events/*.json"):
+                try:
+                    text = event.read_text()
+                except OSError:
+                    continue
+                if "playbook_on_task_start" in text and task in text:
+                    return
+        time.sleep(0.1)
+    raise AssertionError(f"no job began task {task!r} within {timeout}s")
+
+
+def test_host_cut_off_mid_build_leaves_error_and_nothing_leaked(fleet, lab_inventory):
+    target = fleet.hosts[0]
+    netns = _netns(lab_inventory, target.name)
+    others = [h.name for h in fleet.hosts[1:]]
+    used_before = fleet.host_usage()[target.name]
+    quota_before = fleet.json("quota", "show", PROJECT)["usage"]
+    for name in others:
+        fleet.run("host", "disable", name, "--reason", "e2e: keep the build on one host")
+    cut = False
+    try:
+        jobs_before = _job_dirs(fleet)
+        proc = subprocess.Popen([str(KVMFLEET), "server", "create", "midway", "--flavor", "e2e.nano", "--image",
+                                 "tiny", "--project", PROJECT, "--wait", "-f", "json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fleet.env)
+        try:
+            # Cut off as the build job begins its domain task (the image is cached by then).
+            _wait_task_start(fleet, CREATE_TASK, jobs_before, proc)
+            _link(netns, "down")
+            cut = True
+            shown = fleet.show("midway")
+            fleet.created.add(shown["id"])
+            assert shown["host"] == target.name and shown["task_state"] == "spawning", shown
+            start = time.monotonic()
+            out, err = proc.communicate(timeout=300)
+            took = time.monotonic() - start
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode != 0, f"create succeeded on a host that was cut off: {out}"
+        midway = fleet.show("midway")
+        assert midway["status"] == "ERROR", midway
+        fault = midway["fault"].lower()
+        assert target.name in fault and "ssh" in fault, midway["fault"]
+        usage = fleet.host_usage()[target.name]
+        for key in ("vcpus_used", "memory_mb_used", "local_gb_used"):
+            if key in used_before:
+                assert usage[key] == used_before[key], (key, usage, used_before)
+        print(f"create ended {took:.0f}s after the cut: {' '.join(err.split())}")
+    finally:
+        if cut:
+            _link(netns, "up")
+        for name in others:
+            fleet.run("host", "enable", name)
+
+    # Back on line: whatever the cut-off build left on the host goes with the delete.
+    fleet.run("host", "refresh")
+    fleet.delete("midway")
+    uuid = midway["id"]
+    assert not [d for d in target.domains() if uuid in d], "the cut-off build left a domain on the host"
+    assert target.run(f"test -e /var/lib/libvirt/kvmfleet/instances/kvmfleet-{uuid} && echo left || true").strip() \
+        == "", "the cut-off build left its instance dir on the host"
+    assert fleet.host_usage()[target.name]["memory_mb_used"] == used_before["memory_mb_used"]
+    assert fleet.json("quota", "show", PROJECT)["usage"] == quota_before
