@@ -115,6 +115,8 @@ def _refresh_and_print(names: list[str] | None, fmt: Format, quiet_ok: bool = Fa
                           f"{change['power_state']}", highlight=False)
         for host, doms in report.unknown_domains.items():
             console.print(f"[yellow]unknown[/yellow] kvmfleet domains on {host} not in the store: {', '.join(doms)}")
+        for host, doms in report.reaped.items():
+            console.print(f"reaped orphan kvmfleet domains on {host}: {', '.join(doms)}", highlight=False)
     return 0 if not report.down or quiet_ok else 2
 
 

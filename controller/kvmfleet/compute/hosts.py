@@ -221,10 +221,11 @@ class RefreshReport:
     power_changes: list[dict[str, Any]] = field(default_factory=list)
     unknown_domains: dict[str, list[str]] = field(default_factory=dict)  # host -> kvmfleet domains not in store
     missing: list[dict[str, Any]] = field(default_factory=list)   # store instances not found on their host
+    reaped: dict[str, list[str]] = field(default_factory=dict)  # host -> orphan domains removed
 
     def as_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "up": self.up, "down": self.down, "power_changes": self.power_changes,
-                "unknown_domains": self.unknown_domains, "missing": self.missing}
+                "unknown_domains": self.unknown_domains, "missing": self.missing, "reaped": self.reaped}
 
 
 def _power(value: Any) -> PowerState:
@@ -269,7 +270,46 @@ def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300) 
             _reconcile_instances(session, host, facts, report)
         return report
 
-    return store.run_in_transaction(record)
+    report = store.run_in_transaction(record)
+    _reap_orphans(store, report)
+    return report
+
+
+def _reap_orphans(store: Any, report: RefreshReport) -> None:
+    """Remove the domains a host kept of instances the store no longer places there: deleted, or a build that
+    failed with the host unreachable while its domain module went on running (Nova's reap of running deleted
+    instances). Other unknown kvmfleet domains are only reported."""
+
+    def find(session: Session) -> dict[str, Any] | None:
+        specs: dict[str, list[dict[str, Any]]] = {}
+        for host, names in report.unknown_domains.items():
+            for name in names:
+                uuid = name.removeprefix("kvmfleet-")
+                inst = session.get(Instance, uuid)
+                if inst is None or inst.task_state is not None:
+                    continue
+                if inst.deleted_at is not None or (inst.host is None and inst.vm_state is VmState.ERROR):
+                    specs.setdefault(host, []).append({"name": name, "uuid": uuid})
+        if not specs:
+            return None
+        return {"specs": specs, "inventory": inventory(session.scalars(select(Host).where(Host.name.in_(specs))))}
+
+    found = store.run_in_transaction(find)
+    if not found:
+        return
+    result = executor.run(executor.Job(playbook="instance_delete.yml", inventory=found["inventory"],
+                                       extravars={"kvmfleet_instances": found["specs"]},
+                                       forks=min(50, max(5, len(found["specs"])))))
+    for host, items in found["specs"].items():
+        if not result.host(host).ok:
+            continue
+        gone = {i["name"] for i in items}
+        report.reaped[host] = sorted(gone)
+        left = [d for d in report.unknown_domains[host] if d not in gone]
+        if left:
+            report.unknown_domains[host] = left
+        else:
+            del report.unknown_domains[host]
 
 
 def _apply_facts(host: Host, facts: dict[str, Any], now: dt.datetime) -> None:

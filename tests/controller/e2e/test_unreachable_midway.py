@@ -1,5 +1,6 @@
 """A host that stops answering WHILE it builds an instance: the build ends in ERROR naming the host, its claim
-is released, and nothing is left on the host once it answers again.
+is released, and nothing is left on the host once it answers again (a domain the module finished building
+after the controller lost the host is reaped by the next `host refresh`).
 
 The host is cut off for real: its own end of the lab link (eth0 inside its network namespace, named by the
 inventory's kvmfleet_lab_netns) goes down for the window, so only that lab host loses its traffic.
@@ -7,6 +8,7 @@ inventory's kvmfleet_lab_netns) goes down for the window, so only that lab host 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -51,10 +53,22 @@ def _wait_task_start(fleet, task: str, before: set[Path], proc: subprocess.Popen
     raise AssertionError(f"no job began task {task!r} within {timeout}s")
 
 
+def _wait_new_dir(parent: Path, before: set[Path], proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if set(parent.iterdir()) - before:
+            return
+        assert proc.poll() is None, f"create ended before the host was cut off: {proc.communicate()}"
+        time.sleep(0.01)
+    raise AssertionError(f"no instance dir appeared in {parent} within {timeout}s")
+
+
 def test_host_cut_off_mid_build_leaves_error_and_nothing_leaked(fleet, lab_inventory):
     target = fleet.hosts[0]
     netns = _netns(lab_inventory, target.name)
     others = [h.name for h in fleet.hosts[1:]]
+    instances = lab_inventory.parent / target.name / "lib-libvirt" / "kvmfleet" / "instances"
+    assert instances.is_dir(), f"lab host {target.name}'s instance dir not found at {instances}"
     used_before = fleet.host_usage()[target.name]
     quota_before = fleet.json("quota", "show", PROJECT)["usage"]
     for name in others:
@@ -62,12 +76,15 @@ def test_host_cut_off_mid_build_leaves_error_and_nothing_leaked(fleet, lab_inven
     cut = False
     try:
         jobs_before = _job_dirs(fleet)
+        dirs_before = set(instances.iterdir())
         proc = subprocess.Popen([str(KVMFLEET), "server", "create", "midway", "--flavor", "e2e.nano", "--image",
                                  "tiny", "--project", PROJECT, "--wait", "-f", "json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fleet.env)
         try:
-            # Cut off as the build job begins its domain task (the image is cached by then).
+            # Cut off while the domain module is at work on the host: its task began and it made the instance
+            # dir (seen through the lab host's private /var/lib/libvirt), so it goes on building without us.
             _wait_task_start(fleet, CREATE_TASK, jobs_before, proc)
+            _wait_new_dir(instances, dirs_before, proc)
             _link(netns, "down")
             cut = True
             shown = fleet.show("midway")
@@ -96,10 +113,16 @@ def test_host_cut_off_mid_build_leaves_error_and_nothing_leaked(fleet, lab_inven
         for name in others:
             fleet.run("host", "enable", name)
 
-    # Back on line: whatever the cut-off build left on the host goes with the delete.
-    fleet.run("host", "refresh")
-    fleet.delete("midway")
+    # Back on line. If the domain module went on running on the host after the cut, the host kept a domain
+    # the store no longer places there: the next refresh reaps it. Either way nothing is left.
     uuid = midway["id"]
+    kept = [d for d in target.domains() if uuid in d]
+    refresh = json.loads(fleet.run("host", "refresh", "-f", "json").stdout)
+    print(f"domain kept by the cut-off host: {kept}; refresh reaped: {refresh['reaped']}")
+    assert kept, "the domain module was cut off mid-build yet left no domain: the cut came too early"
+    assert refresh["reaped"].get(target.name, []) == kept, refresh
+    assert not [d for d in target.domains() if uuid in d], "refresh did not reap the cut-off build's domain"
+    fleet.delete("midway")
     assert not [d for d in target.domains() if uuid in d], "the cut-off build left a domain on the host"
     assert target.run(f"test -e /var/lib/libvirt/kvmfleet/instances/kvmfleet-{uuid} && echo left || true").strip() \
         == "", "the cut-off build left its instance dir on the host"
