@@ -52,7 +52,8 @@ options:
       - C(paused) pauses the vCPUs (starting the domain paused if it is shut off).
       - C(suspended) saves the memory to a managed save image and stops the domain (libvirt managed save).
       - C(absent) destroys and undefines the domain and removes the disks this module created (recorded in
-        the metadata) and the instance directory if it is then empty. Base images are never removed.
+        the metadata), the original of each such disk kept beside it by an in-place resize
+        (C(<disk>.resize-orig)), and the instance directory if it is then empty. Base images are never removed.
     type: str
     choices: [present, running, stopped, paused, suspended, absent]
     default: running
@@ -355,6 +356,7 @@ AFFECT_CONFIG = 2
 SHUTDOWN_RETRY_INTERVAL = 5  # seconds between ACPI power button presses while stopping
 ERR_NO_SUPPORT = 3  # a driver without a call or flag
 ERR_INVALID_ARG = 8  # a driver without a flag, e.g. START_PAUSED
+RESIZE_ORIG_SUFFIX = ".resize-orig"  # the original of a disk grown by an in-place resize (instance_resize.yml)
 
 
 def _undefine(dom, name):
@@ -740,6 +742,9 @@ class DomainManager:
                 self.warnings.append(f"not removing {path}: it is inside the image cache")
                 continue
             if remove_file(path):
+                dirs.add(os.path.dirname(path))
+            # the original of a disk grown by an in-place resize, kept beside it until confirm or revert
+            if remove_file(path + RESIZE_ORIG_SUFFIX):
                 dirs.add(os.path.dirname(path))
         for path in logs:
             # the console log is ours only when it sits beside a disk we created

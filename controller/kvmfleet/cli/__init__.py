@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="kvmfleet: VM instances on KVM hosts, without agents.")
@@ -22,6 +26,32 @@ def _register() -> None:
     app.add_typer(bench.app, name="bench", help="Benchmarks (figures, never pass/fail).")
 
 
+class _LazyFileHandler(logging.FileHandler):
+    """Opens (and creates the folder of) the log file at the first record, so commands that log nothing
+    (lab, image) never create the state directory."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+def _setup_logging() -> None:
+    """The controller's log (scheduler decisions, NoValidHost filter counts) goes to
+    <state dir>/logs/kvmfleet.log; the CLI shows errors once, as its own one-line message.
+    KVMFLEET_LOG_LEVEL sets the level (default INFO)."""
+    from kvmfleet import paths
+
+    logger = logging.getLogger("kvmfleet")
+    if logger.handlers:
+        return
+    handler = _LazyFileHandler(paths.state_dir() / "logs" / "kvmfleet.log", delay=True, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(os.environ.get("KVMFLEET_LOG_LEVEL", "INFO").upper())
+    logger.propagate = False
+
+
 def main() -> None:
+    _setup_logging()
     _register()
     app()

@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from kvmfleet import executor, quota
 from kvmfleet.compute import actions, placement
 from kvmfleet.compute import hosts as hostops
-from kvmfleet.compute.errors import InvalidRequest, OperationFailed
+from kvmfleet.compute.errors import InvalidRequest, NoValidHostFound, OperationFailed
 from kvmfleet.compute.states import OPERATIONS, Operation
 from kvmfleet.scheduler import NoValidHost
 from kvmfleet.scheduler.claims import (
@@ -218,6 +218,18 @@ def dry_run(store: Any, req: CreateRequest) -> dict[str, Any]:
     return explanation
 
 
+def _schedulable(session: Any, v: _Validated, req: CreateRequest) -> None:
+    """Refuse, before anything is stored, a request the scheduler cannot place now (every member of it).
+    Nothing is claimed here: the build schedules again and claims, so capacity taken meanwhile by a
+    concurrent request still ends that build in ERROR with No valid host (Nova's late NoValidHost)."""
+    spec = placement.request_spec(session, v.flavor.as_dict(), v.image, availability_zone=req.availability_zone,
+                                  project_id=v.project.id, group=v.group, num_instances=len(v.names))
+    try:
+        placement.make_scheduler().select_destinations(spec, placement.host_states(session), alternates=0)
+    except NoValidHost as exc:
+        raise NoValidHostFound(exc.msg + " Nothing was created.", filter=exc.filter_name) from exc
+
+
 def create(store: Any, req: CreateRequest) -> tuple[str, list[str]]:
     """Validate and persist the request: instance rows in BUILDING/SCHEDULING, each with its create action
     and schedule event, committed before any host is touched. Returns (request id, instance uuids)."""
@@ -226,6 +238,7 @@ def create(store: Any, req: CreateRequest) -> tuple[str, list[str]]:
     def persist(session: Any) -> list[str]:
         v = _validate(session, req)
         quota.check(session, v.project, quota.flavor_deltas(v.flavor, req.count))
+        _schedulable(session, v, req)
         uuids = []
         for name in v.names:
             config: dict[str, Any] = {"hostname": hostname_for(name), "network": req.network or "",
@@ -323,7 +336,7 @@ def _build(store: Any, uuids: list[str], progress: Progress | None, timeout: int
         selections = scheduler.select_destinations(spec, states, alternates=max_attempts - 1)
     except NoValidHost as exc:
         for b in builds.values():
-            _fail_build(store, b, f"No valid host was found. {exc.msg}", schedule_failed=True)
+            _fail_build(store, b, exc.msg, schedule_failed=True)
         return _statuses(store, uuids)
     for b, sel in zip(builds.values(), selections):
         b.candidates = [sel.name] + [a.name for a in sel.alternates]
@@ -625,11 +638,17 @@ def delete_many(store: Any, keys: list[str], project: str | None = None) -> list
     the fault (its domain may still exist there). Returns the error messages of the servers not deleted."""
     begun = [_begin(store, key, "delete", "compute_terminate_instance", project) for key in keys]
     placed = [b for b in begun if b.host is not None]
+    # A server resized to another host and not confirmed yet also has its stopped copy on the source.
+    sources: dict[str, str] = store.run_in_transaction(lambda session: {
+        b.uuid: src for b in placed
+        if (src := (session.get(Instance, b.uuid).old_flavor or {}).get("source_host")) and src != b.host})
     result = None
     if placed:
         specs: dict[str, list[dict[str, Any]]] = {}
         for b in placed:
-            specs.setdefault(b.host, []).append({"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid})
+            for host in (b.host, sources.get(b.uuid)):
+                if host:
+                    specs.setdefault(host, []).append({"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid})
         inv = store.run_in_transaction(lambda session: _hosts_inventory(session, specs))
         result = executor.run(executor.Job(playbook="instance_delete.yml", inventory=inv,
                                            extravars={"kvmfleet_instances": specs},
@@ -637,10 +656,16 @@ def delete_many(store: Any, keys: list[str], project: str | None = None) -> list
     errors = []
     for b in begun:
         if b.host is not None and result is not None:
-            ok, error, _ = _item_outcome(result, b.host, b.uuid, DELETE_TASK)
-            if not ok:
-                message = f"delete of server {b.name} on host {b.host} failed: {error}"
-                values = {"vm_state": VmState.ERROR} if _unreachable(result, b.host) else {}
+            failed = None
+            for host in (b.host, sources.get(b.uuid)):
+                if host:
+                    ok, error, _ = _item_outcome(result, host, b.uuid, DELETE_TASK)
+                    if not ok:
+                        failed = (host, error)
+                        break
+            if failed:
+                message = f"delete of server {b.name} on host {failed[0]} failed: {failed[1]}"
+                values = {"vm_state": VmState.ERROR} if _unreachable(result, failed[0]) else {}
                 _finish(store, b, False, values, result.id, message)
                 errors.append(message)
                 continue
@@ -662,20 +687,46 @@ def delete_many(store: Any, keys: list[str], project: str | None = None) -> list
 # -- resize ---------------------------------------------------------------------------------------
 
 
+ROOT_DISK_FILE = "disk"  # the domain module's names for an instance's disks in its instance dir
+EPHEMERAL_DISK_FILE = "disk.eph0"
+
+
+def _resize_disks(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """The instance's disks a resize carries, each with the size it grows to ({file, size_gb?})."""
+    disks: list[dict[str, Any]] = [{"file": ROOT_DISK_FILE}]
+    if new["root_gb"] and new["root_gb"] > old["root_gb"]:
+        disks[0]["size_gb"] = new["root_gb"]
+    if old["ephemeral_gb"]:
+        disks.append({"file": EPHEMERAL_DISK_FILE})
+        if new["ephemeral_gb"] > old["ephemeral_gb"]:
+            disks[1]["size_gb"] = new["ephemeral_gb"]
+    return disks
+
+
 def resize(store: Any, key: str, flavor_key: str, project: str | None = None) -> str:
-    """Cold resize (Nova's resize): stop, new flavor, start again (if it was running), then VERIFY_RESIZE
-    until confirm or revert. The same host is kept when the new flavor fits there; otherwise the scheduler
+    """Cold resize (Nova's resize): stop, new flavor, grow the disks, start again (if it was running), then
+    VERIFY_RESIZE until confirm or revert. The same host is kept when the new flavor fits there: the disks
+    grow in place and each grown disk's original is kept beside it for a revert. Otherwise the scheduler
     picks another host (server group policy honoured) and the instance moves there in one job
-    (instance_resize.yml: stop on the source, fetch its root disk overlay, define and start on the
-    destination). The old allocation stays held on the source as a migration allocation until confirm."""
+    (instance_resize.yml: stop on the source, fetch its root and ephemeral disks, define and start on the
+    destination); a destination that fails is cleaned up and the next alternate tried (bounded by the
+    scheduler's max_attempts). The old allocation stays held on the source as a migration allocation until
+    confirm. Disks never shrink, and a resize does not add an ephemeral disk the server does not have."""
     with store.transaction() as session:
         new = store_api.get_flavor(session, flavor_key)
         inst = find_instance(session, key, store_api.get_project(session, project).id if project else None)
         if new.id == inst.flavor_id:
             raise InvalidRequest(f"server {inst.name} already has flavor {new.name}")
-        if new.root_gb < inst.root_gb:
-            raise InvalidRequest(f"flavor {new.name}'s {new.root_gb} GB root disk is smaller than the server's "
-                                 f"{inst.root_gb} GB (disks cannot shrink)")
+        if new.disabled:
+            raise InvalidRequest(f"flavor {new.name} is disabled")
+        for what, have, want in (("root", inst.root_gb, new.root_gb),
+                                 ("ephemeral", inst.ephemeral_gb, new.ephemeral_gb)):
+            if want < have:
+                raise InvalidRequest(f"flavor {new.name}'s {want} GB {what} disk is smaller than the server's "
+                                     f"{have} GB (disks cannot shrink)")
+        if new.ephemeral_gb and not inst.ephemeral_gb:
+            raise InvalidRequest(f"flavor {new.name} has a {new.ephemeral_gb} GB ephemeral disk and server "
+                                 f"{inst.name} has none: a resize grows the disks a server has, it adds none")
         OPERATIONS["resize"].check(inst.vm_state, inst.task_state, inst.name)
         deltas = {"cores": max(new.vcpus - inst.vcpus, 0), "ram": max(new.memory_mb - inst.memory_mb, 0)}
         quota.check(session, inst.project_id, deltas)
@@ -684,10 +735,13 @@ def resize(store: Any, key: str, flavor_key: str, project: str | None = None) ->
                "swap": inst.swap, "flavor_extra_specs": dict(inst.flavor_extra_specs or {}),
                "vm_state": str(inst.vm_state), "source_host": inst.host}
         new_fields = new.as_instance_fields()
+    disks = _resize_disks(old, new_fields)
+    grown = [d["file"] for d in disks if "size_gb" in d]
     b = _begin(store, key, "resize", "compute_resize_instance", project,
-               extra={"old_flavor": old, "new_flavor": new_fields})
+               extra={"old_flavor": {**old, "grown_in_place": []}, "new_flavor": new_fields})
     source = b.host
     resources = Resources.from_flavor(new_fields)
+    alternates: list[str] = []
     try:
         if source is None:
             raise ClaimConflict(f"server {b.name} has no host (it was never built)")
@@ -695,21 +749,26 @@ def resize(store: Any, key: str, flavor_key: str, project: str | None = None) ->
             move_claim(store.session_factory, b.uuid, source, resources)
             dest = source
         except InsufficientResources as exc:
-            dest = _reschedule_resize(store, b, new_fields, f"{source}: {exc.msg}")
+            refused = [f"{source}: {exc.msg}"]
+            alternates = _resize_candidates(store, b, new_fields)
+            dest = _claim_resize_dest(store, b, alternates, resources, refused)
     except (ClaimConflict, NoValidHost) as exc:
         message = f"resize of server {b.name} to {new.name}: {exc.msg}"
         _finish(store, b, False, {"old_flavor": None, "new_flavor": None}, error=message)
         raise OperationFailed(message) from exc
     with store.transaction() as session:
-        store_api.save_instance(session, b.uuid, {"task_state": TaskState.RESIZE_MIGRATING},
-                                expected_task_state=TaskState.RESIZE_PREP)
+        values: dict[str, Any] = {"task_state": TaskState.RESIZE_MIGRATING}
+        if dest == source:
+            values["old_flavor"] = {**old, "grown_in_place": grown}
+        store_api.save_instance(session, b.uuid, values, expected_task_state=TaskState.RESIZE_PREP)
     b.op = Operation("resize", None, TaskState.RESIZE_MIGRATING, None, None)
     start = b.vm_state is VmState.ACTIVE
     if dest == source:
         result = _run_on_host(store, b, "instance_resize.yml", {
             "kvmfleet_start": start,
             "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid, "vcpus": new.vcpus,
-                                             "memory_mb": new.memory_mb}]}})
+                                             "memory_mb": new.memory_mb,
+                                             "grow": [d for d in disks if "size_gb" in d]}]}})
         if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
             revert_move(store.session_factory, b.uuid)
             try:
@@ -718,16 +777,29 @@ def resize(store: Any, key: str, flavor_key: str, project: str | None = None) ->
                 with store.transaction() as session:
                     store_api.save_instance(session, b.uuid, {"old_flavor": None, "new_flavor": None})
     else:
-        result = _migrate(store, b, source, dest, new_fields, start)
+        failures: list[str] = []  # "<host>: <error>" of each destination that failed, in order
+        max_attempts = placement.make_scheduler().config.max_attempts
+        while True:
+            try:
+                result = _migrate(store, b, source, dest, new_fields, disks, start, failures,
+                                  final=len(failures) + 1 >= max_attempts or not alternates)
+                break
+            except _DestinationFailed as exc:
+                failures.append(exc.msg)
+                dest = _claim_resize_dest(store, b, alternates, resources, list(failures), failed=True)
     power = PowerState.RUNNING if start else PowerState.SHUTDOWN
     _finish(store, b, True, {"vm_state": VmState.RESIZED, "power_state": power, **new_fields}, result.id)
     return _status(store, b.uuid)
 
 
-def _reschedule_resize(store: Any, b: _Begun, new_fields: dict[str, Any], why_not_source: str) -> str:
-    """The new flavor does not fit on the source: ask the scheduler (same filters as a build, server group
-    policy honoured, the moving instance not counted as a member) and move-claim on the first candidate
-    that takes it. Returns the destination; NoValidHost when none does."""
+class _DestinationFailed(OperationFailed):
+    """A resize move failed on its destination, which cleaned up after itself: another may be tried."""
+
+
+def _resize_candidates(store: Any, b: _Begun, new_fields: dict[str, Any]) -> list[str]:
+    """The new flavor does not fit on the source: the scheduler's hosts for it, best first (same filters as a
+    build, server group policy honoured, the moving instance not counted as a member, the source left out).
+    NoValidHost when there is none."""
     scheduler = placement.make_scheduler()
     with store.transaction() as session:
         inst = session.get(Instance, b.uuid)
@@ -738,14 +810,25 @@ def _reschedule_resize(store: Any, b: _Begun, new_fields: dict[str, Any], why_no
                   "ephemeral_gb": new_fields["ephemeral_gb"], "swap": new_fields["swap"],
                   "extra_specs": dict(new_fields.get("flavor_extra_specs") or {})}
         spec = placement.request_spec(session, flavor, image, availability_zone=inst.availability_zone,
-                                      project_id=inst.project_id, group=group, exclude_members=[b.uuid])
+                                      project_id=inst.project_id, group=group, exclude_members=[b.uuid],
+                                      ignore_hosts=[b.host] if b.host else [])
         states = placement.host_states(session)
     if image is None:
         raise NoValidHost("the instance's image was deleted: it cannot be rebuilt on another host")
-    selections = scheduler.select_destinations(spec, states, alternates=scheduler.config.max_attempts - 1)
-    sel = selections[0]
-    refused = [why_not_source]
-    for host in [sel.name] + [a.name for a in sel.alternates]:
+    sel = scheduler.select_destinations(spec, states, alternates=scheduler.config.max_attempts - 1)[0]
+    return [sel.name] + [a.name for a in sel.alternates]
+
+
+def _claim_resize_dest(store: Any, b: _Begun, candidates: list[str], resources: Resources, refused: list[str],
+                       failed: bool = False) -> str:
+    """Move-claim on the first candidate that takes it (consumed from `candidates`); NoValidHost naming why
+    each host was refused when none does. `failed`: a retry after destinations failed (named in `refused`):
+    when no candidate is left the instance is ERROR on its source and OperationFailed is raised."""
+    with store.transaction() as session:
+        inst = session.get(Instance, b.uuid)
+        group = session.get(ServerGroup, inst.server_group_id) if inst.server_group_id else None
+    while candidates:
+        host = candidates.pop(0)
         if host == b.host:
             continue
         with store.transaction() as session:
@@ -754,18 +837,25 @@ def _reschedule_resize(store: Any, b: _Begun, new_fields: dict[str, Any], why_no
             refused.append(f"{host}: {why}")
             continue
         try:
-            move_claim(store.session_factory, b.uuid, host, Resources.from_flavor(new_fields))
+            move_claim(store.session_factory, b.uuid, host, resources)
             return host
         except ClaimConflict as exc:
             refused.append(f"{host}: {exc.msg}")
-    raise NoValidHost("No valid host was found for the resize. " + "; ".join(refused))
+    if failed:
+        message = f"resize of server {b.name} failed on every destination tried: " + "; ".join(refused)
+        _finish(store, b, False, {"vm_state": VmState.ERROR, "old_flavor": None, "new_flavor": None},
+                error=message)
+        raise OperationFailed(message, instance=b.uuid)
+    raise NoValidHost("No valid host was found for the resize: " + "; ".join(refused))
 
 
 def _migrate(store: Any, b: _Begun, source: str, dest: str, new_fields: dict[str, Any],
-             start: bool) -> executor.JobResult:
+             disks: list[dict[str, Any]], start: bool, failures: list[str], final: bool) -> executor.JobResult:
     """One instance_resize.yml job moving the instance from source to dest with the new flavor. On success
-    the instance points at dest (task resize_migrated, then resize_finish); on failure the destination
-    claim is dropped, the instance is ERROR with the fault on its source, and OperationFailed is raised."""
+    the instance points at dest (task resize_migrated, then resize_finish). On failure the destination
+    claim is dropped; a failure on the destination (which removed what it made) raises _DestinationFailed
+    unless `final`; otherwise the instance is ERROR with the fault on its source and OperationFailed is
+    raised."""
     import shutil
 
     with store.transaction() as session:
@@ -784,13 +874,13 @@ def _migrate(store: Any, b: _Begun, source: str, dest: str, new_fields: dict[str
     job.extravars.update({
         "kvmfleet_instances": {},
         "kvmfleet_migration": {"source": source, "dest": dest, "transfer_dir": str(transfer), "start": start,
-                               "instance": spec},
+                               "instance": spec, "disks": disks},
         "kvmfleet_user_data": user_data})
     job.secret_vars = ("kvmfleet_user_data",)
     try:
         result = executor.run(job)
     finally:
-        shutil.rmtree(transfer, ignore_errors=True)  # a copy of the guest's disk: never kept
+        shutil.rmtree(transfer, ignore_errors=True)  # copies of the guest's disks: never kept
     failed_on = next((h for h in (source, dest) if not result.host(h).ok), None)
     if failed_on is None and result.status is executor.JobStatus.SUCCESSFUL:
         with store.transaction() as session:
@@ -804,14 +894,22 @@ def _migrate(store: Any, b: _Begun, source: str, dest: str, new_fields: dict[str
     where = failed_on or dest
     error = result.error_for(where) or "failed"
     message = f"resize of server {b.name} from {source} to {dest} failed on {where}: {error}"
+    if failures:
+        message += f" (destinations that failed before: {'; '.join(failures)})"
     revert_move(store.session_factory, b.uuid)
+    with store.transaction() as session:
+        ev = actions.start_event(session, b.action_id, "compute_finish_resize", host=dest)
+        actions.finish_event(session, ev.id, False, job_id=result.id, error=message)
+    if where == dest and not final:  # an unreachable destination's leftovers are reaped by host refresh
+        raise _DestinationFailed(f"{dest}: {error}", instance=b.uuid)
     _finish(store, b, False, {"vm_state": VmState.ERROR, "old_flavor": None, "new_flavor": None}, result.id,
             message)
     raise OperationFailed(message, instance=b.uuid)
 
 
 def confirm_resize(store: Any, key: str, project: str | None = None) -> str:
-    """Keep the new flavor: after a move, the source domain and its disks go, then the source hold."""
+    """Keep the new flavor: after a move, the source domain and its disks go, then the source hold; after an
+    in-place resize, the originals kept for a revert go."""
     b = _begin(store, key, "confirmResize", "compute_confirm_resize", project)
     with store.transaction() as session:
         old = dict(session.get(Instance, b.uuid).old_flavor or {})
@@ -829,6 +927,13 @@ def confirm_resize(store: Any, key: str, project: str | None = None) -> str:
                        f"{result.error_for(source) or 'failed'}")
             _finish(store, b, False, {}, result.id, message)
             raise OperationFailed(message, instance=b.uuid)
+    elif old.get("grown_in_place"):
+        result = _run_on_host(store, b, "instance_resize_confirm.yml", {
+            "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid,
+                                             "kept": list(old["grown_in_place"])}]}})
+        job_id = result.id
+        if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
+            _fail_op(store, b, result, "confirm resize (removing the disks kept for a revert)")
     confirm_move_claim(store.session_factory, b.uuid)
     _finish(store, b, True, {"vm_state": back, "old_flavor": None, "new_flavor": None}, job_id)
     return _status(store, b.uuid)
@@ -836,12 +941,14 @@ def confirm_resize(store: Any, key: str, project: str | None = None) -> str:
 
 def revert_resize(store: Any, key: str, project: str | None = None) -> str:
     """Back to the old flavor: after a move, the destination domain and its disks go first, then the
-    instance starts again on its source (whose domain kept the old flavor) and the destination claim goes."""
+    instance starts again on its source (whose domain kept the old flavor and disks) and the destination
+    claim goes; after an in-place resize, the grown disks are replaced by the originals kept beside them."""
     b = _begin(store, key, "revertResize", "compute_revert_resize", project)
     with store.transaction() as session:
         old = dict(session.get(Instance, b.uuid).old_flavor or {})
     back = VmState(old.pop("vm_state", "active"))
     source = old.pop("source_host", None) or b.host
+    restore = list(old.pop("grown_in_place", None) or [])
     if source != b.host:
         result = _run_on_host(store, b, "instance_delete.yml", {
             "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid}]}})
@@ -851,10 +958,11 @@ def revert_resize(store: Any, key: str, project: str | None = None) -> str:
             store_api.save_instance(session, b.uuid, {"host": source, "node": source},
                                     expected_task_state=TaskState.RESIZE_REVERTING)
         b.host = source
+        restore = []  # the source's disks were never changed
     result = _run_on_host(store, b, "instance_resize.yml", {
         "kvmfleet_start": back is VmState.ACTIVE,
         "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid, "vcpus": old["vcpus"],
-                                         "memory_mb": old["memory_mb"]}]}})
+                                         "memory_mb": old["memory_mb"], "restore": restore}]}})
     if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
         _fail_op(store, b, result, "revert resize")
     revert_move(store.session_factory, b.uuid)
@@ -954,7 +1062,9 @@ def server_dict(session: Any, inst: Instance, detail: bool = False) -> dict[str,
             "network": inst.config.get("network"), "macs": inst.config.get("macs"),
             "old_flavor": (inst.old_flavor or {}).get("flavor_name"),
             "new_flavor": (inst.new_flavor or {}).get("flavor_name"),
-            "fault": inst.fault_message,
+            # As Nova's API: the fault shows while the server is in ERROR; an earlier failure the server got
+            # past (a build retried elsewhere, a refused action) stays in `server events`.
+            "fault": inst.fault_message if inst.vm_state in (VmState.ERROR, VmState.DELETED) else None,
             "created_at": inst.created_at.isoformat() if inst.created_at else None,
             "launched_at": inst.launched_at.isoformat() if inst.launched_at else None,
             "power_state_code": PowerState(inst.power_state).code,

@@ -21,6 +21,10 @@ class InvalidInstanceState(ComputeError):
     """The instance's vm_state/task_state does not allow the operation (Nova's InstanceInvalidState)."""
 
 
+class NoValidHostFound(ComputeError):
+    """The scheduler found no host for the request when it was made; nothing was stored."""
+
+
 class BuildFailed(ComputeError):
     """Scheduling or building failed; the instance is in ERROR with the fault."""
 

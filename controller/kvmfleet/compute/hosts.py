@@ -275,20 +275,32 @@ def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300) 
     return report
 
 
+def _reapable(inst: Instance | None, host: str) -> bool:
+    """Is a kvmfleet domain on `host` a copy the store no longer places there?"""
+    if inst is None or inst.task_state is not None:
+        return False  # unknown to this store (only reported), or an operation is still deciding
+    if inst.deleted_at is not None:
+        return True
+    if inst.host is None:
+        return inst.vm_state is VmState.ERROR  # a build that failed with its host unreachable
+    # Built (or resized) elsewhere after this host was cut off mid-way: the retry went to an alternate. A
+    # resize waiting for confirm keeps its source copy on purpose.
+    return inst.host != host and not (inst.vm_state is VmState.RESIZED
+                                      and (inst.old_flavor or {}).get("source_host") == host)
+
+
 def _reap_orphans(store: Any, report: RefreshReport) -> None:
-    """Remove the domains a host kept of instances the store no longer places there: deleted, or a build that
-    failed with the host unreachable while its domain module went on running (Nova's reap of running deleted
-    instances). Other unknown kvmfleet domains are only reported."""
+    """Remove the domains a host kept of instances the store no longer places there: deleted, a build that
+    failed with the host unreachable while its domain module went on running, or such a build retried and
+    running on another host now (Nova's reap of running deleted instances and of evacuated copies). Other
+    unknown kvmfleet domains are only reported."""
 
     def find(session: Session) -> dict[str, Any] | None:
         specs: dict[str, list[dict[str, Any]]] = {}
         for host, names in report.unknown_domains.items():
             for name in names:
                 uuid = name.removeprefix("kvmfleet-")
-                inst = session.get(Instance, uuid)
-                if inst is None or inst.task_state is not None:
-                    continue
-                if inst.deleted_at is not None or (inst.host is None and inst.vm_state is VmState.ERROR):
+                if _reapable(session.get(Instance, uuid), host):
                     specs.setdefault(host, []).append({"name": name, "uuid": uuid})
         if not specs:
             return None

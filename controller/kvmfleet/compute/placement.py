@@ -86,7 +86,7 @@ def group_spec(session: Session, group: ServerGroup | None, exclude: Iterable[st
         if uuid not in skip:
             hosts[host] = hosts.get(host, 0) + 1
     return SpecGroup(name=group.id, policy=str(group.policy), max_server_per_host=group.max_server_per_host,
-                     hosts=hosts)
+                     hosts=hosts, label=group.name)
 
 
 def request_spec(session: Session, flavor: dict[str, Any], image: Image | None, *, availability_zone: str | None,

@@ -78,6 +78,7 @@ class ServerGroup:
     policy: str
     max_server_per_host: int | None = None
     hosts: dict[str, int] = field(default_factory=dict)
+    label: str = ""  # shown in messages when ``name`` is an id
 
     def __post_init__(self) -> None:
         if self.policy not in SERVER_GROUP_POLICIES:
@@ -166,5 +167,6 @@ class RequestSpec:
         if self.availability_zone:
             parts.append(f"availability zone {self.availability_zone}")
         if self.server_group is not None:
-            parts.append(f"server group {self.server_group.name} ({self.server_group.policy})")
+            parts.append(f"server group {self.server_group.label or self.server_group.name} "
+                         f"({self.server_group.policy})")
         return ", ".join(parts)

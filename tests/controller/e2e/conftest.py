@@ -97,6 +97,19 @@ class Fleet:
             assert all(r["status"] == "ACTIVE" for r in rows), rows
         return rows
 
+    def create_on(self, host: str, *servers: tuple[str, str], why: str = "e2e: build on one host") -> list[dict[str, Any]]:
+        """Create each (name, flavor) server on `host`: every other host is disabled meanwhile."""
+        others = [h.name for h in self.hosts if h.name != host]
+        for name in others:
+            self.run("host", "disable", name, "--reason", why)
+        try:
+            rows = [self.create(name, "--flavor", flavor, "--image", "tiny")[0] for name, flavor in servers]
+        finally:
+            for name in others:
+                self.run("host", "enable", name)
+        assert all(r["host"] == host for r in rows), rows
+        return rows
+
     def show(self, server: str) -> dict[str, Any]:
         return self.json("server", "show", server)
 
@@ -164,6 +177,9 @@ def fleet(lab_inventory: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     f.run("flavor", "create", "e2e.micro", "--vcpus", "1", "--ram", "192", "--disk", "1")
     # Sparse qcow2 overlays make a 200 GB root disk free to build, yet only one fits on a lab host.
     f.run("flavor", "create", "e2e.disk200", "--vcpus", "1", "--ram", "128", "--disk", "200")
+    f.run("flavor", "create", "e2e.eph1", "--vcpus", "1", "--ram", "128", "--disk", "1", "--ephemeral", "1")
+    f.run("flavor", "create", "e2e.eph2", "--vcpus", "1", "--ram", "192", "--disk", "2", "--ephemeral", "2")
+    f.run("flavor", "create", "e2e.eph200", "--vcpus", "1", "--ram", "192", "--disk", "200", "--ephemeral", "3")
     f.run("flavor", "create", "e2e.huge", "--vcpus", "1", "--ram", "4194304", "--disk", "1")  # 4 TiB
     yield f
     slow = sorted(f.timings, reverse=True)[:8]

@@ -18,11 +18,11 @@ def test_anti_affinity_group_of_three_lands_on_three_hosts(fleet):
     before = fleet.host_usage()
     error = fleet.fails("server", "create", "aa-4", "--flavor", "e2e.nano", "--image", "tiny", "--group", "spread",
                         "--project", PROJECT, "--wait")
-    assert "ERROR" in error and "No valid host" in error, error
-    assert fleet.show("aa-4")["host"] is None
-    assert {n: h["vcpus_used"] for n, h in fleet.host_usage().items()} == \
-        {n: h["vcpus_used"] for n, h in before.items()}
-    fleet.delete("aa-4", *[r["id"] for r in rows])
+    assert "No valid host" in error and "ServerGroupAntiAffinityFilter removed the last 3 host(s)" in error, error
+    assert "server group spread (anti-affinity)" in error, error
+    assert not [s for s in fleet.servers() if s["name"] == "aa-4"], "a refused request stored a server"
+    assert fleet.host_usage() == before
+    fleet.delete(*[r["id"] for r in rows])
     fleet.run("server-group", "delete", "spread", "--project", PROJECT)
 
 
@@ -42,13 +42,19 @@ def test_request_too_large_for_any_host_fails_cleanly(fleet):
     assert all("Resource" in why or "RAM" in why or "memory" in why for why in explanation["rejected"].values())
     assert not [s for s in fleet.servers() if s["name"] == "big"], "dry run stored a server"
     before = fleet.host_usage()
+    quota_before = fleet.json("quota", "show", PROJECT)["usage"]
     error = fleet.fails("server", "create", "big", "--flavor", "e2e.huge", "--image", "tiny", "--project", PROJECT,
                         "--wait")
-    assert "No valid host" in error, error
-    server = fleet.show("big")
-    assert server["status"] == "ERROR" and "No valid host" in server["fault"]
+    assert "No valid host" in error and "ResourceFilter removed the last 3 host(s)" in error, error
+    assert error.count("No valid host") == 1, error
+    assert not [s for s in fleet.servers() if s["name"] == "big"], "a refused request stored a server"
     assert fleet.host_usage() == before
-    fleet.delete("big")
+    # Without --wait the request is refused the same way, before anything is stored.
+    error = fleet.fails("server", "create", "big", "--flavor", "e2e.huge", "--image", "tiny", "--project", PROJECT)
+    assert "No valid host" in error, error
+    assert not [s for s in fleet.servers() if s["name"] == "big"], "a refused request stored a server"
+    assert fleet.json("quota", "show", PROJECT)["usage"] == quota_before
+    assert fleet.host_usage() == before
 
 
 def test_quota_exceeded_is_refused_and_nothing_is_stored(fleet):
@@ -66,9 +72,10 @@ def test_delete_frees_the_capacity_the_next_request_uses(fleet):
     assert len({r["host"] for r in rows}) == 3
     error = fleet.fails("server", "create", "cap-more", "--flavor", "e2e.disk200", "--image", "tiny",
                         "--project", PROJECT, "--wait")
-    assert "No valid host" in error
+    assert "No valid host" in error and "ResourceFilter" in error, error
+    assert not [s for s in fleet.servers() if s["name"] == "cap-more"], "a refused request stored a server"
     freed = rows[1]
-    fleet.delete("cap-more", freed["id"])
+    fleet.delete(freed["id"])
     assert fleet.host_usage()[freed["host"]]["local_gb_used"] == 0
     again = fleet.create("cap-again", "--flavor", "e2e.disk200", "--image", "tiny")
     assert again[0]["host"] == freed["host"]

@@ -1,8 +1,11 @@
-"""Cold resize that must leave its host: the new flavor does not fit next to a filler instance, so the
-scheduler moves the instance (its root disk overlay travels through the controller's job dir); revert
-brings it back to the source, confirm removes the source copy."""
+"""Cold resize, in place and to another host: the disks grow to the new flavor and keep their data; when the
+new flavor does not fit next to a filler instance the scheduler moves the instance (its root and ephemeral
+disks travel through the controller's job dir), a failing destination is retried on the next alternate;
+revert brings it back as it was, confirm removes what was kept for a revert."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -21,17 +24,8 @@ def _disk_gb(fleet, host: str) -> dict[str, int]:
 def test_resize_that_does_not_fit_moves_to_another_host(fleet):
     names = [h.name for h in fleet.hosts]
     src, others = names[0], names[1:]
-    # Both instances land on src: the others are disabled while they are built.
-    for h in others:
-        fleet.run("host", "disable", h, "--reason", "e2e resize: fill the source")
-    try:
-        a = fleet.create("rz-a", "--flavor", "e2e.nano", "--image", "tiny")[0]
-        filler = fleet.create("rz-filler", "--flavor", "e2e.disk200", "--image", "tiny")[0]
-    finally:
-        for h in others:
-            fleet.run("host", "enable", h)
+    a, _filler = fleet.create_on(src, ("rz-a", "e2e.nano"), ("rz-filler", "e2e.disk200"))
     uuid = a["id"]
-    assert (a["host"], filler["host"]) == (src, src)
     fleet.wait_ready("rz-a")
 
     # 200 GB more does not fit next to the filler: the scheduler picks another host.
@@ -85,17 +79,10 @@ def test_resize_that_does_not_fit_moves_to_another_host(fleet):
     assert all(v == 0 for v in _disk_gb(fleet, src).values()), fleet.host_usage()
 
 
-def test_resize_move_failing_on_the_destination_leaves_error_and_the_source_intact(fleet):
+def test_resize_move_failing_on_a_destination_retries_then_leaves_error_and_the_source_intact(fleet):
     names = [h.name for h in fleet.hosts]
     src, others = names[0], names[1:]
-    for h in others:
-        fleet.run("host", "disable", h, "--reason", "e2e resize: fill the source")
-    try:
-        b = fleet.create("rz-b", "--flavor", "e2e.nano", "--image", "tiny")[0]
-        fleet.create("rz-filler2", "--flavor", "e2e.disk200", "--image", "tiny")
-    finally:
-        for h in others:
-            fleet.run("host", "enable", h)
+    b, _filler = fleet.create_on(src, ("rz-b", "e2e.nano"), ("rz-filler2", "e2e.disk200"))
     uuid = b["id"]
     assert b["host"] == src
     # No host at all takes the new flavor: refused by the scheduler, the instance keeps running as it was.
@@ -109,11 +96,31 @@ def test_resize_move_failing_on_the_destination_leaves_error_and_the_source_inta
     assert usage[src] == 200 + 1 and all(usage[h] == 0 for h in others), usage
     # A stale file where the destination's root disk would go: the domain module refuses to overwrite it.
     stale = f"/var/lib/libvirt/kvmfleet/instances/kvmfleet-{uuid}"
-    for h in others:
-        fleet.lab_host(h).run(f"mkdir -p {stale} && echo stale > {stale}/disk")
+    first, second = others
+    # One instance on `second` makes `first` the scheduler's choice (more free RAM, CPU and disk).
+    fleet.create_on(second, ("rz-weight", "e2e.nano"))
+    fleet.lab_host(first).run(f"mkdir -p {stale} && echo stale > {stale}/disk")
     try:
+        # The first destination fails and cleans up; the next alternate takes the instance (reschedule).
+        fleet.run("server", "resize", "rz-b", "e2e.disk200")
+        shown = fleet.show("rz-b")
+        assert (shown["status"], shown["host"], shown["flavor"]) == ("VERIFY_RESIZE", second, "e2e.disk200"), shown
+        resize = fleet.json("server", "events", "rz-b")[-1]
+        tried = [(e["event"], e["host"], e["result"]) for e in resize["events"]]
+        assert tried == [("compute_resize_instance", src, "Success"), ("compute_finish_resize", first, "Error")], \
+            resize
+        assert _state(fleet, first, uuid) == "absent" and _state(fleet, second, uuid) == "running"
+        assert fleet.lab_host(first).run(f"ls {stale}").split() == ["disk"]
+        usage = _disk_gb(fleet, src)
+        assert (usage[src], usage[first], usage[second]) == (200 + 1, 0, 200 + 1), usage
+        fleet.run("server", "revert-resize", "rz-b")
+        assert (fleet.show("rz-b")["status"], fleet.show("rz-b")["host"]) == ("ACTIVE", src)
+        assert _state(fleet, second, uuid) == "absent"
+
+        # Every destination fails: ERROR on the source with each failure named, nothing left anywhere.
+        fleet.lab_host(second).run(f"mkdir -p {stale} && echo stale > {stale}/disk")
         error = fleet.fails("server", "resize", "rz-b", "e2e.disk200")
-        assert "already exists" in error, error
+        assert "already exists" in error and first in error and second in error, error
         shown = fleet.show("rz-b")
         assert (shown["status"], shown["host"], shown["flavor"], shown["new_flavor"]) == \
             ("ERROR", src, "e2e.nano", None), shown
@@ -124,25 +131,18 @@ def test_resize_move_failing_on_the_destination_leaves_error_and_the_source_inta
         assert _state(fleet, src, uuid) == "shut off"
         fleet.lab_host(src).run(f"test -s {stale}/disk")
         usage = _disk_gb(fleet, src)
-        assert usage[src] == 200 + 1 and all(usage[h] == 0 for h in others), usage
+        assert (usage[src], usage[first], usage[second]) == (200 + 1, 0, 1), usage
     finally:
         for h in others:
             fleet.lab_host(h).run(f"rm -rf {stale}")
-    fleet.delete("rz-b", "rz-filler2")
+    fleet.delete("rz-b", "rz-filler2", "rz-weight")
     assert _state(fleet, src, uuid) == "absent"
 
 
 def test_stopped_instance_moves_stopped(fleet):
     names = [h.name for h in fleet.hosts]
     src, others = names[0], names[1:]
-    for h in others:
-        fleet.run("host", "disable", h, "--reason", "e2e resize: fill the source")
-    try:
-        c = fleet.create("rz-c", "--flavor", "e2e.nano", "--image", "tiny")[0]
-        fleet.create("rz-filler3", "--flavor", "e2e.disk200", "--image", "tiny")
-    finally:
-        for h in others:
-            fleet.run("host", "enable", h)
+    c, _filler = fleet.create_on(src, ("rz-c", "e2e.nano"), ("rz-filler3", "e2e.disk200"))
     uuid = c["id"]
     fleet.wait_ready("rz-c")
     assert fleet.json("server", "stop", "rz-c")["status"] == "SHUTOFF"
@@ -157,3 +157,75 @@ def test_stopped_instance_moves_stopped(fleet):
     assert _state(fleet, src, uuid) == "absent"
     fleet.delete("rz-c", "rz-filler3")
     assert _state(fleet, dest, uuid) == "absent"
+
+
+INSTANCES = "/var/lib/libvirt/kvmfleet/instances"
+MARKS = {"disk": ("0x5a", "900M"), "disk.eph0": ("0x6b", "0")}  # a pattern per disk, beyond the tiny image
+
+
+def _mark(fleet, host: str, uuid: str) -> None:
+    for disk, (pattern, offset) in MARKS.items():
+        fleet.lab_host(host).run(f"qemu-io -f qcow2 -c 'write -P {pattern} {offset} 64k' {INSTANCES}/kvmfleet-{uuid}/{disk}")
+
+
+def _disks(fleet, host: str, uuid: str) -> dict[str, tuple[int, bool]]:
+    """Each disk's virtual size in GiB and whether its mark is still there (read-only, beside the guest)."""
+    out = {}
+    for disk, (pattern, offset) in MARKS.items():
+        path = f"{INSTANCES}/kvmfleet-{uuid}/{disk}"
+        info = fleet.lab_host(host).run(f"qemu-img info -U --output=json {path}")
+        read = fleet.lab_host(host).run(f"qemu-io -r -U -f qcow2 -c 'read -P {pattern} {offset} 64k' {path}")
+        out[disk] = (json.loads(info)["virtual-size"] // 1024 ** 3, "Pattern verification failed" not in read)
+    return out
+
+
+def _files(fleet, host: str, uuid: str) -> list[str]:
+    return sorted(fleet.lab_host(host).run(f"ls {INSTANCES}/kvmfleet-{uuid} 2>/dev/null || true").split())
+
+
+def test_resize_grows_the_disks_and_keeps_their_data(fleet):
+    names = [h.name for h in fleet.hosts]
+    src, others = names[0], names[1:]
+    d, _filler = fleet.create_on(src, ("rz-d", "e2e.eph1"), ("rz-filler4", "e2e.disk200"))
+    uuid = d["id"]
+    assert d["host"] == src
+    fleet.run("server", "stop", "rz-d")
+    _mark(fleet, src, uuid)
+    fleet.run("server", "start", "rz-d")
+    assert _disks(fleet, src, uuid) == {"disk": (1, True), "disk.eph0": (1, True)}
+
+    # Refused before anything changes: a smaller ephemeral disk, an ephemeral disk the server does not have.
+    assert "cannot shrink" in fleet.fails("server", "resize", "rz-d", "e2e.nano")
+    assert "adds none" in fleet.fails("server", "resize", "rz-filler4", "e2e.eph200")
+    assert fleet.show("rz-d")["status"] == "ACTIVE"
+
+    # In place: both disks grow, the originals are kept beside them for a revert.
+    fleet.run("server", "resize", "rz-d", "e2e.eph2")
+    shown = fleet.show("rz-d")
+    assert (shown["status"], shown["host"], shown["root_gb"], shown["ephemeral_gb"]) == ("VERIFY_RESIZE", src, 2, 2)
+    assert _disks(fleet, src, uuid) == {"disk": (2, True), "disk.eph0": (2, True)}
+    assert {"disk.resize-orig", "disk.eph0.resize-orig"} <= set(_files(fleet, src, uuid))
+    fleet.wait_ready("rz-d", fresh=True)
+    fleet.run("server", "revert-resize", "rz-d")
+    assert _disks(fleet, src, uuid) == {"disk": (1, True), "disk.eph0": (1, True)}
+    assert not [f for f in _files(fleet, src, uuid) if f.endswith(".resize-orig")]
+    fleet.run("server", "resize", "rz-d", "e2e.eph2")
+    fleet.run("server", "confirm-resize", "rz-d")
+    shown = fleet.show("rz-d")
+    assert (shown["status"], shown["flavor"], shown["root_gb"], shown["ephemeral_gb"]) == ("ACTIVE", "e2e.eph2", 2, 2)
+    assert _disks(fleet, src, uuid) == {"disk": (2, True), "disk.eph0": (2, True)}
+    assert not [f for f in _files(fleet, src, uuid) if f.endswith(".resize-orig")]
+
+    # To another host (200 GB more does not fit next to the filler): both disks travel and grow.
+    fleet.run("server", "resize", "rz-d", "e2e.eph200")
+    dest = fleet.show("rz-d")["host"]
+    assert dest in others
+    assert _disks(fleet, dest, uuid) == {"disk": (200, True), "disk.eph0": (3, True)}
+    assert _disks(fleet, src, uuid) == {"disk": (2, True), "disk.eph0": (2, True)}  # the source copy, untouched
+    assert f"instance-id={uuid}" in fleet.wait_ready("rz-d")
+    # Deleted before confirm: the destination and the kept source copy both go.
+    fleet.delete("rz-d")
+    assert _state(fleet, src, uuid) == "absent" and _state(fleet, dest, uuid) == "absent"
+    assert _files(fleet, src, uuid) == [] and _files(fleet, dest, uuid) == []
+    fleet.delete("rz-filler4")
+    assert all(v == 0 for v in _disk_gb(fleet, src).values()), fleet.host_usage()
