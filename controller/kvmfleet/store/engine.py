@@ -183,9 +183,10 @@ def ensure_schema(engine: Engine) -> None:
 
 
 class Store:
-    """An engine plus its session factory. ``with store.transaction() as session:`` commits on success
-    and rolls back on any exception, once. Writes that may meet a busy SQLite or a PostgreSQL
-    serialization failure go through ``store.run_in_transaction(fn)``, which reruns the whole ``fn``."""
+    """An engine plus its session factory. ``with store.transaction() as session:`` begins at once (a
+    busy SQLite lock is waited for and retried before the body runs), commits on success and rolls back on
+    any exception. Writes that may meet a PostgreSQL serialization failure go through
+    ``store.run_in_transaction(fn)``, which reruns the whole ``fn``."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -197,8 +198,32 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        with self.session_factory.begin() as session:
-            yield session
+        session = self._begin()
+        with session:
+            try:
+                yield session
+            except BaseException:
+                session.rollback()
+                raise
+            session.commit()
+
+    def _begin(self) -> Session:
+        """A session whose transaction has begun (BEGIN IMMEDIATE on SQLite: the write lock is taken here,
+        before the caller's body runs, so a busy store can be waited out and retried safely)."""
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            session = self.session_factory()
+            try:
+                session.begin()
+                session.connection()
+                return session
+            except DBAPIError as exc:
+                session.close()
+                if attempt >= RETRY_ATTEMPTS or not is_retryable(exc):
+                    raise
+                delay = random.uniform(0, min(RETRY_CAP_S, RETRY_BASE_S * (2 ** (attempt - 1))))
+                _log.debug("store begin retry %d/%d in %.3fs after %s", attempt, RETRY_ATTEMPTS, delay, exc.orig)
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def run_in_transaction(self, fn: Callable[[Session], T], **kwargs: Any) -> T:
         """``fn(session)`` in one transaction, the whole of it retried on busy/serialization errors
@@ -217,7 +242,14 @@ def open_store(url: str | None = None, *, upgrade_empty: bool = True, **engine_k
     an outdated one raises SchemaError."""
     engine = make_engine(url, **engine_kwargs)
     if upgrade_empty:
-        ensure_schema(engine)
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                ensure_schema(engine)  # many CLI processes starting at once all read the schema version
+                break
+            except DBAPIError as exc:
+                if attempt >= RETRY_ATTEMPTS or not is_retryable(exc):
+                    raise
+                time.sleep(random.uniform(0, min(RETRY_CAP_S, RETRY_BASE_S * (2 ** (attempt - 1)))))
     return Store(engine)
 
 

@@ -273,3 +273,31 @@ def test_refresh_uses_stored_connection_vars(tmp_path, monkeypatch):
             assert str(s.scalars(select(Host).where(Host.name == "dead")).one().state) == "down"
     finally:
         store.dispose()
+
+
+def test_transaction_waits_out_a_held_lock_before_its_body_runs(tmp_path):
+    """`with store.transaction()` takes the write lock before the body runs, retrying while another
+    connection holds it past the busy timeout (the body runs once); the control without the retry, a bare
+    session begun on the same locked file, meets "database is locked"."""
+    import threading
+
+    store = _sqlite_store(tmp_path, busy_timeout_ms=1)
+    holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="database is locked"), store.session_factory.begin() as s:
+            s.add(Project(name="control"))
+            s.flush()
+        release = threading.Timer(0.5, lambda: holder.execute("ROLLBACK"))
+        release.start()
+        runs = []
+        with store.transaction() as s:
+            runs.append(1)
+            s.add(Project(name="waited"))
+        release.join()
+    finally:
+        holder.close()
+    assert runs == [1]
+    with store.transaction() as s:
+        assert s.scalars(select(Project.name)).all() == ["waited"]
+    store.dispose()
