@@ -109,13 +109,23 @@ class TaskResult:
 
     @property
     def msg(self) -> str:
-        msg = self.result.get("msg")
+        msg = _message(self.result)
         if self.result.get("results"):
             # A loop: the items' own messages say more than "One or more items failed".
-            msgs = [r.get("msg") for r in self.result["results"]
+            msgs = [_message(r) for r in self.result["results"]
                     if isinstance(r, dict) and (r.get("failed") or r.get("unreachable"))]
             msg = "; ".join(m for m in msgs if m) or msg
         return str(msg or "")
+
+
+def _message(result: dict[str, Any]) -> str:
+    """A result's msg; for a command that failed ("non-zero return code"), with the end of its stderr."""
+    msg = str(result.get("msg") or "")
+    stderr = result.get("stderr")
+    if isinstance(stderr, str) and stderr.strip() and "rc" in result:
+        tail = " ".join(stderr.strip().splitlines()[-2:])[-300:]
+        msg = f"{msg} (rc {result['rc']}): {tail}" if msg else tail
+    return msg
 
 
 @dataclass

@@ -136,3 +136,14 @@ def test_bad_playbook_is_refused_before_any_job_dir(lab_hosts, state_dir):
     with pytest.raises(executor.ExecutorError, match="playbook not found"):
         executor.run(Job(playbook="no_such_playbook.yml", inventory=executor.build_inventory(lab_hosts)))
     assert not (state_dir / "jobs").exists()
+
+
+def test_a_failed_command_names_its_stderr(lab_hosts, tmp_path):
+    """A command task that fails on a real host: the error carries its rc and the end of its stderr, not
+    only Ansible's "non-zero return code" (for a loop, each failed item's)."""
+    tasks = ("    - name: Fail with a reason\n"
+             "      ansible.builtin.command: {argv: [sh, -c, 'echo first line >&2; echo the reason >&2; exit 3']}\n"
+             "      loop: [a]\n")
+    result = executor.run(Job(playbook=_playbook(tmp_path, "fail.yml", tasks), inventory=executor.build_inventory(lab_hosts[:1])))
+    error = result.error_for(lab_hosts[0].name)
+    assert error == "Fail with a reason: non-zero return code (rc 3): first line the reason", error

@@ -14,7 +14,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -41,7 +43,7 @@ def emit(data: Any, fmt: Format, columns: Sequence[tuple[str, str]] | None = Non
         for key, value in data.items():
             if isinstance(value, (dict, list)):
                 value = json.dumps(value, default=str)
-            table.add_row(str(key), "" if value is None else str(value))
+            table.add_row(Text(str(key)), Text("" if value is None else str(value)))  # plain text, never markup
         console.print(table)
         return
     table = Table(show_header=True, title=title)
@@ -49,7 +51,7 @@ def emit(data: Any, fmt: Format, columns: Sequence[tuple[str, str]] | None = Non
     for _, header in cols:
         table.add_column(header, overflow="fold")
     for row in data:
-        table.add_row(*("" if row.get(key) is None else str(row.get(key)) for key, _ in cols))
+        table.add_row(*(Text("" if row.get(key) is None else str(row.get(key))) for key, _ in cols))
     console.print(table)
 
 
@@ -72,10 +74,10 @@ def errors_as_one_line() -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:
-        err_console.print(f"[red]error:[/red] the store did not answer: {exc.orig}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] the store did not answer: {escape(str(exc.orig))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except known as exc:
-        err_console.print(f"[red]error:[/red] {getattr(exc, 'msg', None) or exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(getattr(exc, 'msg', None) or exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -109,7 +111,7 @@ def _refresh_and_print(names: list[str] | None, fmt: Format, quiet_ok: bool = Fa
         for name in report.up:
             console.print(f"[green]up[/green]   {name}")
         for name, why in report.down.items():
-            console.print(f"[red]down[/red] {name}: {why}", highlight=False)
+            console.print(f"[red]down[/red] {name}: {escape(str(why))}", highlight=False)
         for change in report.power_changes:
             console.print(f"power {change['name']} ({change['instance']}) on {change['host']}: "
                           f"{change['power_state']}", highlight=False)
@@ -228,7 +230,7 @@ def disable(name: str, reason: str = typer.Option(None, "--reason", help="Why (s
     with errors_as_one_line():
         with _store().transaction() as session:
             hostops.set_enabled(session, name, False, reason)
-        console.print(f"host {name} disabled" + (f": {reason}" if reason else ""))
+        console.print(f"host {name} disabled" + (f": {escape(reason)}" if reason else ""), highlight=False)
 
 
 @app.command("remove")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from kvmfleet.cli.host import FORMAT_OPTION, Format, console, emit, err_console, errors_as_one_line
@@ -36,13 +37,13 @@ def _print_explanation(data: dict[str, Any], fmt: Format) -> None:
     if fmt is Format.json:
         emit(data, fmt)
         return
-    console.print(f"request: {data['request']}", highlight=False, soft_wrap=True)
+    console.print(f"request: {escape(str(data['request']))}", highlight=False, soft_wrap=True)
     console.print("filters: " + ", ".join(f"{f['filter']} {f['before']}->{f['after']}" for f in data["filters"]),
                   highlight=False, soft_wrap=True)
     if data.get("chosen"):
         console.print(f"[green]chosen host: {data['chosen']}[/green]")
     else:
-        console.print(f"[red]no valid host[/red]: {data.get('message')}", highlight=False, soft_wrap=True)
+        console.print(f"[red]no valid host[/red]: {escape(str(data.get('message')))}", highlight=False, soft_wrap=True)
     rows = []
     for rank, w in enumerate(data.get("weighed") or [], 1):
         shares = ", ".join(f"{k} {v:.3f}" for k, v in w["weights"].items())
@@ -62,7 +63,7 @@ def _build_with_progress(store: Any, uuids: list[str], names: dict[str, str]) ->
 
         def report(uuid: str, message: str) -> None:
             done = message.startswith(("ACTIVE", "ERROR"))
-            progress.update(tasks[uuid], description=message, completed=100 if done else None,
+            progress.update(tasks[uuid], description=escape(message), completed=100 if done else None,
                             total=100 if done else None)
 
         return api.build(store, uuids, progress=report)
@@ -113,7 +114,7 @@ def create(
         failed = [r for r in rows if statuses.get(r["id"]) != "ACTIVE"]
         for row in failed:
             err_console.print(f"[red]error:[/red] server {row['name']} ({row['id']}) is {row['status']}: "
-                              f"{row.get('fault') or 'no fault recorded'}", highlight=False, soft_wrap=True)
+                              f"{escape(row.get('fault') or 'no fault recorded')}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
@@ -249,7 +250,7 @@ def delete(servers: list[str], project: str = PROJECT_OPTION) -> None:
     with errors_as_one_line():
         errors = api.delete_many(_store(), servers, project)
         for error in errors:
-            err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(error)}", highlight=False, soft_wrap=True)
         if not errors:
             console.print(f"deleted: {' '.join(servers)}", highlight=False, soft_wrap=True)
     if errors:

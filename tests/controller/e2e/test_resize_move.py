@@ -6,6 +6,7 @@ revert brings it back as it was, confirm removes what was kept for a revert."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -198,6 +199,26 @@ def test_resize_grows_the_disks_and_keeps_their_data(fleet):
     assert "cannot shrink" in fleet.fails("server", "resize", "rz-d", "e2e.nano")
     assert "adds none" in fleet.fails("server", "resize", "rz-filler4", "e2e.eph200")
     assert fleet.show("rz-d")["status"] == "ACTIVE"
+
+    # A real failure half-way, on a stopped server: another process holds the ephemeral disk's write lock,
+    # so growing it fails after the root disk grew. The originals are put back; the server stays as it was
+    # and the error says why.
+    fleet.run("server", "stop", "rz-d")
+    eph = f"{INSTANCES}/kvmfleet-{uuid}/disk.eph0"
+    host = fleet.lab_host(src)
+    host.run(f"nohup sh -c 'sleep 20 | qemu-io -f qcow2 {eph}' >/dev/null 2>&1 </dev/null & sleep 1")
+    error = fleet.fails("server", "resize", "rz-d", "e2e.eph2")
+    assert "Grow the disks" in error and 'Failed to get "write" lock' in error, error
+    shown = fleet.show("rz-d")
+    assert (shown["status"], shown["flavor"], shown["root_gb"], shown["new_flavor"]) == \
+        ("SHUTOFF", "e2e.eph1", 1, None), shown
+    assert _disks(fleet, src, uuid) == {"disk": (1, True), "disk.eph0": (1, True)}
+    assert not [f for f in _files(fleet, src, uuid) if f.endswith(".resize-orig")]
+    deadline = time.monotonic() + 60
+    while host.run(f"qemu-img info {eph} >/dev/null 2>&1 && echo free || true").strip() != "free":
+        assert time.monotonic() < deadline, "the lock holder did not go away"
+        time.sleep(1)
+    fleet.run("server", "start", "rz-d")
 
     # In place: both disks grow, the originals are kept beside them for a revert.
     fleet.run("server", "resize", "rz-d", "e2e.eph2")
