@@ -208,6 +208,20 @@ def test_absent_keeps_files_it_did_not_create(host, name, capsys):
     assert sorted(p.name for p in inst.iterdir()) == ["notes.txt"]
 
 
+def test_absent_removes_resize_originals_beside_its_disks(host, name, capsys):
+    """An in-place resize keeps <disk>.resize-orig beside each grown disk until confirm: a delete before
+    that removes them with the disks; a .resize-orig file named after no disk of the domain stays."""
+    run_module(domain, spec(host, name, state="stopped"), capsys)
+    inst = host["instances"] / name
+    owned = [p.name for p in inst.iterdir() if p.name.startswith("disk")]
+    assert "disk" in owned, owned
+    for disk in owned:
+        (inst / f"{disk}.resize-orig").write_bytes(b"original")
+    (inst / "notes.resize-orig").write_text("operator's file")
+    run_module(domain, {"name": name, "uri": URI, "state": "absent", "instances_dir": str(host["instances"])}, capsys)
+    assert sorted(p.name for p in inst.iterdir()) == ["notes.resize-orig"]
+
+
 def test_absent_never_removes_paths_only_listed_in_metadata(tmp_path, name, capsys, keep_test_driver):
     from ansible_collections.kvmfleet.compute.plugins.module_utils._domain_xml import build_domain_xml
 
