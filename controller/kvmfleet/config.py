@@ -13,6 +13,9 @@ File: ``$KVMFLEET_CONFIG`` if set, else ``<state dir>/kvmfleet.yml`` if it exist
       multipliers: {RAMWeigher: 1.0, ...}                     # by weigher name; negative packs
       max_attempts: 3                                         # also max_instances_per_host (50),
                                                               # host_subset_size (1)
+    compute:
+      resize_transfer: direct      # a resize move copies the disks host to host over the hosts' root SSH
+                                   # (kvm_host's kvm_host_migration_ssh); `controller`: through the controller
 
 Environment: KVMFLEET_CONFIG, KVMFLEET_STATE_DIR (the state dir, see kvmfleet.paths),
 KVMFLEET_DATABASE_URL (wins over the file). Unknown keys and wrong types are errors naming the key.
@@ -42,6 +45,9 @@ DEFAULT_MULTIPLIERS: dict[str, float] = {
     "BuildFailureWeigher": 1000000.0,
     "NumInstancesWeigher": 0.0,
 }
+
+
+RESIZE_TRANSFERS = ("direct", "controller")
 
 
 class ConfigError(Exception):
@@ -85,6 +91,7 @@ class Settings:
     reserved_host_cpus: int = 0
     quota: QuotaDefaults = field(default_factory=QuotaDefaults)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    resize_transfer: str = "direct"
     config_file: Path | None = None
 
 
@@ -136,7 +143,7 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
         try:
             data = _section(loaded, "config", {"state_dir", "database", "allocation_ratios", "reserved", "quota",
-                                               "scheduler"})
+                                               "scheduler", "compute"})
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
     try:
@@ -166,6 +173,11 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
     for name, value in raw_mult.items():
         multipliers[str(name)] = _number(value, f"scheduler.multipliers.{name}", float)
 
+    compute = _section(data.get("compute"), "compute", {"resize_transfer"})
+    transfer = compute.get("resize_transfer", "direct")
+    if transfer not in RESIZE_TRANSFERS:
+        raise ConfigError(f"compute.resize_transfer: expected one of {', '.join(RESIZE_TRANSFERS)}, got {transfer!r}")
+
     q_defaults = QuotaDefaults()
     return Settings(
         state_dir=state,
@@ -188,6 +200,7 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
                                            "scheduler.max_instances_per_host", int, 1),
             host_subset_size=_number(sched.get("host_subset_size", 1), "scheduler.host_subset_size", int, 1),
         ),
+        resize_transfer=transfer,
         config_file=source,
     )
 

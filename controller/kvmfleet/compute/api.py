@@ -869,12 +869,14 @@ def _migrate(store: Any, b: _Begun, source: str, dest: str, new_fields: dict[str
             spec["root_disk"]["size_gb"] = new_fields["root_gb"]
         user_data = {b.uuid: inst.config["user_data"]} if inst.config.get("user_data") is not None else {}
         inv = _hosts_inventory(session, [source, dest])
+    from kvmfleet.config import get_settings
+
     job = executor.Job(playbook="instance_resize.yml", inventory=inv, extravars={})
     transfer = executor.jobs_dir() / job.id / "transfer"
     job.extravars.update({
         "kvmfleet_instances": {},
         "kvmfleet_migration": {"source": source, "dest": dest, "transfer_dir": str(transfer), "start": start,
-                               "instance": spec, "disks": disks},
+                               "instance": spec, "disks": disks, "transfer": get_settings().resize_transfer},
         "kvmfleet_user_data": user_data})
     job.secret_vars = ("kvmfleet_user_data",)
     try:

@@ -1,12 +1,14 @@
 """Cold resize, in place and to another host: the disks grow to the new flavor and keep their data; when the
 new flavor does not fit next to a filler instance the scheduler moves the instance (its root and ephemeral
-disks travel through the controller's job dir), a failing destination is retried on the next alternate;
-revert brings it back as it was, confirm removes what was kept for a revert."""
+disks go host to host over the hosts' own SSH, or through the controller's job dir), a failing destination
+is retried on the next alternate; revert brings it back as it was, confirm removes what was kept for a
+revert."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,14 @@ def _state(fleet, host: str, uuid: str) -> str:
 def _disk_gb(fleet, host: str) -> dict[str, int]:
     usage = fleet.host_usage()
     return {h: usage[h]["local_gb_used"] for h in usage}
+
+
+def _tasks_ran(fleet, server: str) -> set[str]:
+    """The playbook tasks that ran (ok) in the job of the server's last action, from its event files."""
+    job = fleet.json("server", "events", server)[-1]["events"][0]["job_id"]
+    events = [json.loads(e.read_text()) for e in
+              (Path(fleet.env["KVMFLEET_STATE_DIR"]) / "jobs" / job).glob("artifacts/*/job_events/*.json")]
+    return {e["event_data"].get("task") for e in events if e["event"] == "runner_on_ok"}
 
 
 def test_resize_that_does_not_fit_moves_to_another_host(fleet):
@@ -43,6 +53,8 @@ def test_resize_that_does_not_fit_moves_to_another_host(fleet):
     disk = fleet.lab_host(dest).run(
         f"qemu-img info --force-share /var/lib/libvirt/kvmfleet/instances/kvmfleet-{uuid}/disk")
     assert "virtual size: 200 GiB" in disk, disk
+    ran = _tasks_ran(fleet, "rz-a")
+    assert "Copy the source disks from the source host" in ran and "Fetch the disks to the controller" not in ran, ran
     usage = _disk_gb(fleet, src)
     assert usage[src] == 200 + 1 and usage[dest] == 200, usage  # the source hold stays until confirm/revert
     tasks = [e["event"] for a_ in fleet.json("server", "events", "rz-a") for e in a_["events"]]
@@ -147,7 +159,17 @@ def test_stopped_instance_moves_stopped(fleet):
     uuid = c["id"]
     fleet.wait_ready("rz-c")
     assert fleet.json("server", "stop", "rz-c")["status"] == "SHUTOFF"
-    fleet.run("server", "resize", "rz-c", "e2e.disk200")
+    # This move takes the other way for the disks: through the controller's job dir (compute.resize_transfer).
+    config = Path(fleet.env["KVMFLEET_STATE_DIR"]) / "kvmfleet.yml"
+    assert not config.exists()
+    config.write_text("compute: {resize_transfer: controller}\n")
+    try:
+        fleet.run("server", "resize", "rz-c", "e2e.disk200")
+    finally:
+        config.unlink()
+    ran = _tasks_ran(fleet, "rz-c")
+    assert {"Fetch the disks to the controller", "Put the disks fetched to the controller in place"} <= ran, ran
+    assert "Copy the source disks from the source host" not in ran, ran
     shown = fleet.show("rz-c")
     dest = shown["host"]
     assert dest in others and (shown["status"], shown["power_state"]) == ("VERIFY_RESIZE", "SHUTDOWN"), shown

@@ -14,6 +14,7 @@ def test_defaults(tmp_path):
     assert s.quota.as_dict() == {"instances": 10, "cores": 20, "ram": 51200}
     assert s.scheduler.enabled_filters is None
     assert s.scheduler.multiplier("BuildFailureWeigher") == 1000000.0
+    assert s.resize_transfer == "direct"
     assert s.config_file is None
 
 
@@ -23,7 +24,8 @@ def test_file_in_state_dir_and_environment_wins(tmp_path):
         "allocation_ratios: {cpu: 8}\n"
         "quota: {instances: 50}\n"
         "scheduler: {enabled_filters: [ComputeFilter], multipliers: {RAMWeigher: -1.0}, max_attempts: 5,\n"
-        "            max_instances_per_host: 7}\n")
+        "            max_instances_per_host: 7}\n"
+        "compute: {resize_transfer: controller}\n")
     s = load_settings(environ={"KVMFLEET_STATE_DIR": str(tmp_path)})
     assert s.database_url == "postgresql+psycopg://u@h/db"
     assert s.cpu_allocation_ratio == 8.0
@@ -31,6 +33,7 @@ def test_file_in_state_dir_and_environment_wins(tmp_path):
     assert s.scheduler.enabled_filters == ("ComputeFilter",)
     assert s.scheduler.multiplier("RAMWeigher") == -1.0 and s.scheduler.max_attempts == 5
     assert (s.scheduler.max_instances_per_host, s.scheduler.host_subset_size) == (7, 1)
+    assert s.resize_transfer == "controller"
     assert s.config_file == tmp_path / "kvmfleet.yml"
     s = load_settings(environ={"KVMFLEET_STATE_DIR": str(tmp_path), "KVMFLEET_DATABASE_URL": "sqlite:///x.db"})
     assert s.database_url == "sqlite:///x.db"
@@ -42,6 +45,8 @@ def test_file_in_state_dir_and_environment_wins(tmp_path):
     ("allocation_ratios: {gpu: 1}\n", "allocation_ratios: unknown key(s) gpu"),
     ("quota: {cores: -5}\n", "quota.cores: must be >= -1"),
     ("scheduler: {weighers: RAMWeigher}\n", "scheduler.weighers: expected a list of names"),
+    ("compute: {resize_transfer: sideways}\n", "compute.resize_transfer: expected one of direct, controller"),
+    ("compute: {transfer: direct}\n", "compute: unknown key(s) transfer"),
     ("- a\n", "expected a mapping"),
     ("a: [\n", "is not valid YAML"),
 ])
