@@ -55,6 +55,25 @@ def is_retryable(exc: BaseException) -> bool:
         "database is locked" in text or "database table is locked" in text or "database is busy" in text)
 
 
+def with_retries(fn: Callable[[], T], what: str, *, attempts: int | None = None, base: float | None = None,
+                 cap: float | None = None) -> T:
+    """``fn()``, run again on a retryable store error (is_retryable) up to ``attempts`` times in all, with a
+    jittered, growing backoff between tries. Any other error, or the last retryable one, is raised as is."""
+    attempts = RETRY_ATTEMPTS if attempts is None else attempts
+    base = RETRY_BASE_S if base is None else base
+    cap = RETRY_CAP_S if cap is None else cap
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except DBAPIError as exc:
+            if attempt >= attempts or not is_retryable(exc):
+                raise
+            delay = random.uniform(0, min(cap, base * (2 ** (attempt - 1))))
+            _log.debug("%s: retry %d/%d in %.3fs after %s", what, attempt, attempts, delay, exc.orig)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
 def run_in_transaction(session_factory: Callable[[], Session], fn: Callable[[Session], T], *,
                        attempts: int | None = None, base: float | None = None, cap: float | None = None) -> T:
     """Run ``fn(session)`` in its own transaction and commit; on a retryable error (is_retryable) roll
@@ -62,20 +81,12 @@ def run_in_transaction(session_factory: Callable[[], Session], fn: Callable[[Ses
     a jittered, growing backoff between tries. ``fn`` must only touch the database through ``session``
     (anything else it does would happen once per try); what it returns is returned. Any other error,
     or the last retryable one, is raised as is."""
-    attempts = RETRY_ATTEMPTS if attempts is None else attempts
-    base = RETRY_BASE_S if base is None else base
-    cap = RETRY_CAP_S if cap is None else cap
-    for attempt in range(1, attempts + 1):
-        try:
-            with session_factory() as session, session.begin():
-                return fn(session)
-        except DBAPIError as exc:
-            if attempt >= attempts or not is_retryable(exc):
-                raise
-            delay = random.uniform(0, min(cap, base * (2 ** (attempt - 1))))
-            _log.debug("store transaction retry %d/%d in %.3fs after %s", attempt, attempts, delay, exc.orig)
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def once() -> T:
+        with session_factory() as session, session.begin():
+            return fn(session)
+
+    return with_retries(once, "store transaction", attempts=attempts, base=base, cap=cap)
 
 
 def make_engine(url: str | None = None, busy_timeout_ms: int | None = None, **kwargs: Any) -> Engine:
@@ -210,20 +221,18 @@ class Store:
     def _begin(self) -> Session:
         """A session whose transaction has begun (BEGIN IMMEDIATE on SQLite: the write lock is taken here,
         before the caller's body runs, so a busy store can be waited out and retried safely)."""
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
+
+        def begin() -> Session:
             session = self.session_factory()
             try:
                 session.begin()
                 session.connection()
-                return session
-            except DBAPIError as exc:
+            except BaseException:
                 session.close()
-                if attempt >= RETRY_ATTEMPTS or not is_retryable(exc):
-                    raise
-                delay = random.uniform(0, min(RETRY_CAP_S, RETRY_BASE_S * (2 ** (attempt - 1))))
-                _log.debug("store begin retry %d/%d in %.3fs after %s", attempt, RETRY_ATTEMPTS, delay, exc.orig)
-                time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+                raise
+            return session
+
+        return with_retries(begin, "store begin")
 
     def run_in_transaction(self, fn: Callable[[Session], T], **kwargs: Any) -> T:
         """``fn(session)`` in one transaction, the whole of it retried on busy/serialization errors
@@ -242,14 +251,8 @@ def open_store(url: str | None = None, *, upgrade_empty: bool = True, **engine_k
     an outdated one raises SchemaError."""
     engine = make_engine(url, **engine_kwargs)
     if upgrade_empty:
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
-            try:
-                ensure_schema(engine)  # many CLI processes starting at once all read the schema version
-                break
-            except DBAPIError as exc:
-                if attempt >= RETRY_ATTEMPTS or not is_retryable(exc):
-                    raise
-                time.sleep(random.uniform(0, min(RETRY_CAP_S, RETRY_BASE_S * (2 ** (attempt - 1)))))
+        # many CLI processes starting at once all read the schema version
+        with_retries(lambda: ensure_schema(engine), "store schema check")
     return Store(engine)
 
 
