@@ -642,13 +642,13 @@ def delete_many(store: Any, keys: list[str], project: str | None = None) -> list
     sources: dict[str, str] = store.run_in_transaction(lambda session: {
         b.uuid: src for b in placed
         if (src := (session.get(Instance, b.uuid).old_flavor or {}).get("source_host")) and src != b.host})
+    on_hosts = {b.uuid: [b.host] + ([sources[b.uuid]] if b.uuid in sources else []) for b in placed}
     result = None
     if placed:
         specs: dict[str, list[dict[str, Any]]] = {}
         for b in placed:
-            for host in (b.host, sources.get(b.uuid)):
-                if host:
-                    specs.setdefault(host, []).append({"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid})
+            for host in on_hosts[b.uuid]:
+                specs.setdefault(host, []).append({"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid})
         inv = store.run_in_transaction(lambda session: _hosts_inventory(session, specs))
         result = executor.run(executor.Job(playbook="instance_delete.yml", inventory=inv,
                                            extravars={"kvmfleet_instances": specs},
@@ -657,12 +657,11 @@ def delete_many(store: Any, keys: list[str], project: str | None = None) -> list
     for b in begun:
         if b.host is not None and result is not None:
             failed = None
-            for host in (b.host, sources.get(b.uuid)):
-                if host:
-                    ok, error, _ = _item_outcome(result, host, b.uuid, DELETE_TASK)
-                    if not ok:
-                        failed = (host, error)
-                        break
+            for host in on_hosts[b.uuid]:
+                ok, error, _ = _item_outcome(result, host, b.uuid, DELETE_TASK)
+                if not ok:
+                    failed = (host, error)
+                    break
             if failed:
                 message = f"delete of server {b.name} on host {failed[0]} failed: {failed[1]}"
                 values = {"vm_state": VmState.ERROR} if _unreachable(result, failed[0]) else {}
@@ -708,8 +707,8 @@ def resize(store: Any, key: str, flavor_key: str, project: str | None = None) ->
     VERIFY_RESIZE until confirm or revert. The same host is kept when the new flavor fits there: the disks
     grow in place and each grown disk's original is kept beside it for a revert. Otherwise the scheduler
     picks another host (server group policy honoured) and the instance moves there in one job
-    (instance_resize.yml: stop on the source, fetch its root and ephemeral disks, define and start on the
-    destination); a destination that fails is cleaned up and the next alternate tried (bounded by the
+    (instance_resize.yml: stop on the source, define on the destination, copy the root and ephemeral disks
+    there, start); a destination that fails is cleaned up and the next alternate tried (bounded by the
     scheduler's max_attempts). The old allocation stays held on the source as a migration allocation until
     confirm. Disks never shrink, and a resize does not add an ephemeral disk the server does not have."""
     with store.transaction() as session:
@@ -736,9 +735,10 @@ def resize(store: Any, key: str, flavor_key: str, project: str | None = None) ->
                "vm_state": str(inst.vm_state), "source_host": inst.host}
         new_fields = new.as_instance_fields()
     disks = _resize_disks(old, new_fields)
-    grown = [d["file"] for d in disks if "size_gb" in d]
+    grow = [d for d in disks if "size_gb" in d]
+    # grown_in_place is read only after an in-place resize: a move leaves the source's disks as they were.
     b = _begin(store, key, "resize", "compute_resize_instance", project,
-               extra={"old_flavor": {**old, "grown_in_place": []}, "new_flavor": new_fields})
+               extra={"old_flavor": {**old, "grown_in_place": [d["file"] for d in grow]}, "new_flavor": new_fields})
     source = b.host
     resources = Resources.from_flavor(new_fields)
     alternates: list[str] = []
@@ -757,18 +757,15 @@ def resize(store: Any, key: str, flavor_key: str, project: str | None = None) ->
         _finish(store, b, False, {"old_flavor": None, "new_flavor": None}, error=message)
         raise OperationFailed(message) from exc
     with store.transaction() as session:
-        values: dict[str, Any] = {"task_state": TaskState.RESIZE_MIGRATING}
-        if dest == source:
-            values["old_flavor"] = {**old, "grown_in_place": grown}
-        store_api.save_instance(session, b.uuid, values, expected_task_state=TaskState.RESIZE_PREP)
+        store_api.save_instance(session, b.uuid, {"task_state": TaskState.RESIZE_MIGRATING},
+                                expected_task_state=TaskState.RESIZE_PREP)
     b.op = Operation("resize", None, TaskState.RESIZE_MIGRATING, None, None)
     start = b.vm_state is VmState.ACTIVE
     if dest == source:
         result = _run_on_host(store, b, "instance_resize.yml", {
             "kvmfleet_start": start,
             "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid, "vcpus": new.vcpus,
-                                             "memory_mb": new.memory_mb,
-                                             "grow": [d for d in disks if "size_gb" in d]}]}})
+                                             "memory_mb": new.memory_mb, "grow": grow}]}})
         if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
             revert_move(store.session_factory, b.uuid)
             try:
