@@ -13,6 +13,14 @@ File: ``$KVMFLEET_CONFIG`` if set, else ``<state dir>/kvmfleet.yml`` if it exist
       multipliers: {RAMWeigher: 1.0, ...}                     # by weigher name; negative packs
       max_attempts: 3                                         # also max_instances_per_host (50),
                                                               # host_subset_size (1)
+    api:                           # kvmfleet serve
+      bind: 127.0.0.1:8774         # HOST:PORT (KVMFLEET_API_BIND wins)
+      public_url: https://cloud.example.org:8774   # what the catalog tells clients; default: the request's Host
+      cert_file: /etc/kvmfleet/tls.crt             # TLS when both are given
+      key_file: /etc/kvmfleet/tls.key
+      token_expiration: 3600       # seconds
+      workers: 4                   # task workers
+      task_lease: 30               # seconds; a task whose owner stops renewing is recovered
     compute:
       resize_transfer: direct      # a resize move copies the disks host to host over the hosts' root SSH
                                    # (kvm_host's kvm_host_migration_ssh); `controller`: through the controller
@@ -80,6 +88,20 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """``kvmfleet serve``: where it listens, the URL clients are told (catalog), TLS, tokens, workers."""
+
+    bind: str = "127.0.0.1:8774"
+    public_url: str | None = None      # default: built from each request's Host
+    region: str = "RegionOne"
+    cert_file: str | None = None
+    key_file: str | None = None
+    token_expiration: int = 3600       # seconds (Keystone's [token] expiration)
+    workers: int = 4                   # task worker threads in the service
+    task_lease: int = 30               # seconds a running task's lease lasts; renewed while it runs
+
+
+@dataclass(frozen=True)
 class Settings:
     state_dir: Path
     database_url: str
@@ -92,6 +114,7 @@ class Settings:
     quota: QuotaDefaults = field(default_factory=QuotaDefaults)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     resize_transfer: str = "direct"
+    api: ApiSettings = field(default_factory=ApiSettings)
     config_file: Path | None = None
 
 
@@ -143,7 +166,7 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
         try:
             data = _section(loaded, "config", {"state_dir", "database", "allocation_ratios", "reserved", "quota",
-                                               "scheduler", "compute"})
+                                               "scheduler", "compute", "api"})
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
     try:
@@ -178,6 +201,23 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
     if transfer not in RESIZE_TRANSFERS:
         raise ConfigError(f"compute.resize_transfer: expected one of {', '.join(RESIZE_TRANSFERS)}, got {transfer!r}")
 
+    api = _section(data.get("api"), "api", {"bind", "public_url", "region", "cert_file", "key_file",
+                                            "token_expiration", "workers", "task_lease"})
+    for key in ("bind", "public_url", "region", "cert_file", "key_file"):
+        if key in api and not isinstance(api[key], str):
+            raise ConfigError(f"api.{key}: expected a string, got {api[key]!r}")
+    bind = env.get("KVMFLEET_API_BIND") or api.get("bind", ApiSettings.bind)
+    if ":" not in bind or not bind.rsplit(":", 1)[1].isdigit():
+        raise ConfigError(f"api.bind: expected HOST:PORT, got {bind!r}")
+    api_settings = ApiSettings(
+        bind=bind, public_url=api.get("public_url"), region=api.get("region", ApiSettings.region),
+        cert_file=api.get("cert_file"), key_file=api.get("key_file"),
+        token_expiration=_number(api.get("token_expiration", 3600), "api.token_expiration", int, 60),
+        workers=_number(api.get("workers", 4), "api.workers", int, 1),
+        task_lease=_number(api.get("task_lease", 30), "api.task_lease", int, 5))
+    if bool(api_settings.cert_file) != bool(api_settings.key_file):
+        raise ConfigError("api.cert_file and api.key_file: give both for TLS, or neither")
+
     q_defaults = QuotaDefaults()
     return Settings(
         state_dir=state,
@@ -201,6 +241,7 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
             host_subset_size=_number(sched.get("host_subset_size", 1), "scheduler.host_subset_size", int, 1),
         ),
         resize_transfer=transfer,
+        api=api_settings,
         config_file=source,
     )
 

@@ -12,7 +12,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="kvmfleet: VM
 
 
 def _register() -> None:
-    from kvmfleet.cli import bench, db, flavor, host, image, lab, project, quota, server, server_group
+    from kvmfleet.cli import bench, db, flavor, host, image, lab, project, quota, serve, server, server_group
 
     app.add_typer(server.app, name="server", help="Servers (instances): create, list, lifecycle actions.")
     app.add_typer(flavor.app, name="flavor", help="Flavors (instance sizes).")
@@ -23,6 +23,7 @@ def _register() -> None:
     app.add_typer(quota.app, name="quota", help="Quota limits and usage per project.")
     app.add_typer(db.app, name="db", help="The store's schema.")
     app.add_typer(lab.app, name="lab", help="The one-machine lab of compute hosts.")
+    app.add_typer(serve.app, name="serve", help="The OpenStack-compatible REST service and its task workers.")
     app.add_typer(bench.app, name="bench", help="Benchmarks (figures, never pass/fail).")
 
 

@@ -114,6 +114,8 @@ class Project(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
+    # Keystone: the owning domain (revision 0003); "default" is the Default domain's id.
+    domain_id: Mapped[str] = mapped_column(String(64), default="default", server_default=text("'default'"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     quotas: Mapped[list[Quota]] = relationship(back_populates="project", cascade="all, delete-orphan")
@@ -173,6 +175,15 @@ class Image(Base):
     status: Mapped[str] = mapped_column(String(32), default="active")  # Glance: queued/active/deactivated...
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
     project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id"), default=None)
+    # Glance v2 fields (revision 0003). file_path is "" while the image is queued (no data yet).
+    visibility: Mapped[str] = mapped_column(String(16), default="public", server_default=text("'public'"))
+    protected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    container_format: Mapped[str] = mapped_column(String(16), default="bare", server_default=text("'bare'"))
+    checksum: Mapped[str | None] = mapped_column(String(32), default=None)  # md5, Glance's legacy checksum
+    os_hash_algo: Mapped[str | None] = mapped_column(String(16), default=None)
+    os_hash_value: Mapped[str | None] = mapped_column(String(128), default=None)
+    tags: Mapped[list[Any]] = mapped_column(MutableList.as_mutable(JSON()), default=list,
+                                            server_default=text("'[]'"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(default=None, onupdate=utcnow)
 
@@ -315,6 +326,15 @@ class Instance(Base):
     server_group_id: Mapped[str | None] = mapped_column(ForeignKey("server_groups.id", ondelete="SET NULL"),
                                                         default=None)
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Nova API fields (revision 0003): server metadata (user key/values, not secret), description,
+    # key pair name, reservation id and launch index of a multi-create, locked.
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", MutableDict.as_mutable(JSON()), default=dict,
+                                                      server_default=text("'{}'"))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    key_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    reservation_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    launch_index: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     launched_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     terminated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -443,3 +463,138 @@ class InstanceActionEvent(Base):
 
 INSTANCE_ACTIONS = ("create", "delete", "start", "stop", "reboot", "pause", "unpause", "suspend", "resume",
                     "resize", "confirmResize", "revertResize", "rebuild", "migrate", "live-migration", "evacuate")
+
+
+# -- identity (Keystone v3, revision 0003) ---------------------------------------------------------
+
+
+class Domain(Base):
+    """A Keystone domain; ``default`` (name Default) is made by ``kvmfleet identity bootstrap``."""
+
+    __tablename__ = "domains"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: uuidlib.uuid4().hex)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A Keystone user; ``password_hash`` is bcrypt, never the password."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: uuidlib.uuid4().hex)
+    name: Mapped[str] = mapped_column(String(255))
+    domain_id: Mapped[str] = mapped_column(ForeignKey("domains.id"))
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    default_project_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    email: Mapped[str | None] = mapped_column(String(255), default=None)
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    password_expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_users_domain_name"),)
+
+
+class Role(Base):
+    """A Keystone role (admin, member, reader, manager, service, or one an admin made)."""
+
+    __tablename__ = "roles"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: uuidlib.uuid4().hex)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    domain_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class RoleAssignment(Base):
+    """A role a user holds on a project (or on a domain)."""
+
+    __tablename__ = "role_assignments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), default=None)
+    domain_id: Mapped[str | None] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), default=None)
+
+    __table_args__ = (
+        UniqueConstraint("role_id", "user_id", "project_id", "domain_id", name="uq_role_assignments_target"),
+        CheckConstraint("(project_id IS NULL) <> (domain_id IS NULL)", name="one_target"),
+    )
+
+
+class Token(Base):
+    """An issued token, random and stored by its SHA-256 (the token itself is never stored): a restart
+    accepts only tokens it issued, and a revoked one stays revoked until it expires."""
+
+    __tablename__ = "tokens"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), default=None)
+    domain_id: Mapped[str | None] = mapped_column(String(64), default=None)  # domain-scoped token
+    methods: Mapped[list[Any]] = mapped_column(default=list)
+    audit_id: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+# -- key pairs (Nova os-keypairs, revision 0003) --------------------------------------------------
+
+
+class KeyPair(Base):
+    """A user's public key (Nova keeps key pairs per user); the private key of a generated pair is
+    returned once and never stored."""
+
+    __tablename__ = "key_pairs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    type: Mapped[str] = mapped_column(String(16), default="ssh")
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_key_pairs_user_name"),)
+
+
+# -- durable tasks (revision 0003) ----------------------------------------------------------------
+
+
+class Task(Base):
+    """A persisted unit of work (principle 8): committed before the API answers 202, run by one worker.
+
+    ``state``: queued -> running -> done | failed. ``owner`` is "<hostname>:<pid>:<worker>"; the owner
+    renews ``lease_expires_at`` while it runs, and a running task whose lease ran out (its owner died)
+    is recovered. ``batch`` groups tasks to run as one executor job (a create request's instances).
+    ``params`` never holds a secret (user data stays in the instance's config)."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    instance_uuid: Mapped[str | None] = mapped_column(ForeignKey("instances.uuid", ondelete="CASCADE"),
+                                                      default=None, index=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    batch: Mapped[str | None] = mapped_column(String(64), default=None)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    owner: Mapped[str | None] = mapped_column(String(255), default=None)
+    owner_pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (Index("ix_tasks_state_created", "state", "created_at"),)

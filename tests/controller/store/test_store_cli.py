@@ -8,6 +8,7 @@ import pytest
 from kvmfleet import config
 from kvmfleet.cli import _register, app
 from kvmfleet.store import engine as store_engine
+from kvmfleet.store import head_revision
 from typer.testing import CliRunner
 
 _register()
@@ -39,9 +40,9 @@ def _json(result):
 
 def test_db_upgrade_then_version(kvmfleet):
     up = _json(kvmfleet("db", "upgrade", "-f", "json"))
-    assert up["from"] is None and up["to"] == "0002"
+    assert up["from"] is None and up["to"] == head_revision()
     assert _json(kvmfleet("db", "version", "-f", "json"))["up_to_date"] is True
-    assert _json(kvmfleet("db", "upgrade", "-f", "json"))["from"] == "0002"
+    assert _json(kvmfleet("db", "upgrade", "-f", "json"))["from"] == head_revision()
 
 
 def test_project_flavor_quota_server_group_round_trip(kvmfleet):
