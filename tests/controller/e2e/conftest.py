@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from conftest_lab import LabHost, lab_hosts  # tests/controller/conftest.py puts it on sys.path
 
 REPO = Path(__file__).resolve().parents[3]
 KVMFLEET = Path(sys.executable).parent / "kvmfleet"
@@ -30,35 +29,6 @@ POWER_OFF = "power button pressed"
 
 class CliError(AssertionError):
     pass
-
-
-@dataclass
-class LabHost:
-    name: str
-    address: str
-    ssh: list[str]
-
-    def run(self, command: str, check: bool = True) -> str:
-        proc = subprocess.run([*self.ssh, command], capture_output=True, text=True, timeout=60, check=False)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"ssh {self.name} {command!r}: rc {proc.returncode}: {proc.stderr.strip()}")
-        return proc.stdout
-
-    def domains(self) -> list[str]:
-        return [d for d in self.run("virsh list --all --name").split() if d]
-
-
-def _lab_hosts(inventory: Path) -> list[LabHost]:
-    data = yaml.safe_load(inventory.read_text())
-    group = data["all"]["children"]["kvm_hosts"]
-    gv = group.get("vars") or {}
-    hosts = []
-    for name, hv in group["hosts"].items():
-        v = {**gv, **(hv or {})}
-        ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-i", v["ansible_ssh_private_key_file"],
-               *shlex.split(v.get("ansible_ssh_common_args", "")), f"{v.get('ansible_user', 'root')}@{v['ansible_host']}"]
-        hosts.append(LabHost(name, v["ansible_host"], ssh))
-    return hosts
 
 
 @dataclass
@@ -152,22 +122,13 @@ class Fleet:
 
 
 @pytest.fixture(scope="session")
-def lab_inventory() -> Path:
-    lab = os.environ.get("KVMFLEET_LAB")
-    assert lab, "KVMFLEET_LAB must name a running lab with 3 hosts (kvmfleet lab up --name NAME --hosts 3)"
-    inventory = Path("/var/lib/kvmfleet-lab") / lab / "hosts.yml"
-    assert inventory.is_file(), f"lab inventory missing: {inventory} (is lab {lab} up?)"
-    return inventory
-
-
-@pytest.fixture(scope="session")
 def fleet(lab_inventory: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     assert TINY_IMAGE.is_file(), f"tiny image missing: {TINY_IMAGE} (run `kvmfleet image build-tiny`)"
     state = tmp_path_factory.mktemp("kvmfleet-state")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KVMFLEET_") or k == "KVMFLEET_LAB"}
     env.update({"KVMFLEET_STATE_DIR": str(state), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
                 "COLUMNS": "200"})
-    f = Fleet(env=env, hosts=_lab_hosts(lab_inventory))
+    f = Fleet(env=env, hosts=lab_hosts(lab_inventory))
     assert len(f.hosts) >= 3, f"the e2e tests need a lab of 3 hosts, {lab_inventory} has {len(f.hosts)}"
     f.run("host", "import", "--inventory", str(lab_inventory))
     f.run("image", "register", "tiny", "--file", str(TINY_IMAGE))
