@@ -1,10 +1,36 @@
-"""The compute service's routes (see kvmfleet.api)."""
+"""Nova v2.1 (compute) routes under /compute: one module per resource family, each with a ``router``.
+
+Schemas per request and microversion range live in ``schemas/``, views that render a model for the
+asked microversion in ``views/`` (STYLE 13). Handlers call kvmfleet.compute functions; nothing here
+decides anything.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 from fastapi import APIRouter
+
+PREFIX = "/compute/v2.1"
+
+# Each module defines `router = APIRouter(prefix=PREFIX)` (versions: prefix "/compute").
+MODULES = (
+    "versions",
+    "servers",
+    "server_actions",
+    "server_metadata",
+    "instance_actions",
+    "flavors",
+    "keypairs",
+    "server_groups",
+    "quota_sets",
+    "limits",
+    "availability_zones",
+    "hypervisors",
+    "services",
+    "aggregates",
+)
 
 
 def routers() -> list[APIRouter]:
-    """Every router of this service, each with its own path prefix."""
-    return []
+    return [importlib.import_module(f"{__name__}.{name}").router for name in MODULES]

@@ -1,0 +1,9 @@
+"""Compute API: flavors (not served yet)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from kvmfleet.api.compute import PREFIX  # noqa: F401
+
+router = APIRouter(prefix=PREFIX)
