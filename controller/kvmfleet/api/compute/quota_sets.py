@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from kvmfleet.api.compute import PREFIX  # noqa: F401
+from kvmfleet.api.compute import PREFIX
 
 router = APIRouter(prefix=PREFIX)
