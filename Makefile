@@ -65,7 +65,7 @@ postgres: deps
 	bash $(REPO)/tests/postgres.sh start
 
 test: collection image postgres
-	$(MAKE) --no-print-directory test-unit test-sanity
+	$(MAKE) --no-print-directory lint test-unit test-sanity
 	$(KVMFLEET) lab up --name $(TEST_LAB) --hosts 3
 	status=0; $(MAKE) --no-print-directory test-integration test-controller || status=$$?; \
 	$(KVMFLEET) lab down --name $(TEST_LAB) || true; exit $$status
@@ -91,9 +91,11 @@ test-integration: collection ansible-oldest
 test-controller: collection
 	KVMFLEET_LAB=$(TEST_LAB) $(PY) -m pytest -q -p no:cacheprovider tests/controller
 
-lint: venv
+# ruff (config in pyproject.toml), yamllint (.yamllint), ansible-lint (.ansible-lint) on the playbooks and roles.
+lint: collection
 	$(VENV)/bin/ruff check controller plugins tests bench
 	$(VENV)/bin/yamllint -s .
+	$(VENV)/bin/ansible-lint -q playbooks roles
 
 bench: collection image
 	$(PY) bench/host_ops.py

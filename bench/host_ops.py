@@ -74,7 +74,7 @@ class Bench:
 
     def _ansible(self, args: list[str]) -> float:
         start = time.monotonic()
-        proc = subprocess.run(args, capture_output=True, text=True, env=ansible_env(), cwd=str(REPO))
+        proc = subprocess.run(args, capture_output=True, text=True, env=ansible_env(), cwd=str(REPO), check=False)
         took = time.monotonic() - start
         if proc.returncode != 0:
             sys.exit(f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
@@ -115,7 +115,7 @@ class Bench:
 
     def _ssh(self, script: str, stdin: str | None = None) -> float:
         start = time.monotonic()
-        proc = subprocess.run(self.ssh + [script], input=stdin, capture_output=True, text=True)
+        proc = subprocess.run(self.ssh + [script], input=stdin, capture_output=True, text=True, check=False)
         took = time.monotonic() - start
         if proc.returncode != 0:
             sys.exit(f"ssh {script!r} failed: {proc.stderr.strip()}")

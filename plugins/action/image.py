@@ -31,7 +31,7 @@ def _sha256(path):
 
 def _normalise_sha256(value):
     text = str(value).strip().lower()
-    return text[len("sha256:"):] if text.startswith("sha256:") else text
+    return text.removeprefix("sha256:")
 
 
 class ActionModule(ActionBase):
@@ -55,7 +55,7 @@ class ActionModule(ActionBase):
         try:
             local = self._find_needle("files", src)
         except AnsibleError as exc:
-            raise AnsibleActionFail("src %s: %s" % (src, exc.message)) from exc
+            raise AnsibleActionFail(f"src {src}: {exc.message}") from exc
 
         probe = self._execute_module(module_name=_MODULE, module_args=args, task_vars=task_vars)
         if not probe.get("failed") or probe.get("cached") is not False:
@@ -66,8 +66,8 @@ class ActionModule(ActionBase):
         expected = _normalise_sha256(args["sha256"])
         actual = _sha256(local)
         if actual != expected:
-            raise AnsibleActionFail("checksum mismatch: src %s has sha256 %s, expected %s; nothing was transferred"
-                                    % (local, actual, expected))
+            raise AnsibleActionFail(f"checksum mismatch: src {local} has sha256 {actual}, expected {expected}; "
+                                    "nothing was transferred")
 
         after = {"state": "present", "sha256": expected}
         if self._task.check_mode:
@@ -90,6 +90,6 @@ class ActionModule(ActionBase):
             self._remove_tmp_path(self._connection._shell.tmpdir)
         if isinstance(module_result.get("msg"), str):
             # name the controller file, not the temp copy it was read from
-            module_result["msg"] = module_result["msg"].replace(remote, "%s (from the controller)" % local)
+            module_result["msg"] = module_result["msg"].replace(remote, f"{local} (from the controller)")
         result.update(module_result)
         return result

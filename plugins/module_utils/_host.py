@@ -30,7 +30,7 @@ def version_string(number):
     """libvirt encodes versions as major * 1000000 + minor * 1000 + release."""
     if not number:
         return None
-    return "%d.%d.%d" % (number // 1000000, (number // 1000) % 1000, number % 1000)
+    return f"{number // 1000000}.{(number // 1000) % 1000}.{number % 1000}"
 
 
 def parse_capabilities(xml):
@@ -192,9 +192,9 @@ def virt_types(caps, arch, obs):
     if obs.kvm_device is not None:
         reason = obs.kvm_device
     elif "kvm" not in guest["domain_types"] or not obs.kvm_domain_capabilities:
-        reason = "libvirt reports no kvm domain capabilities for %s" % arch
+        reason = f"libvirt reports no kvm domain capabilities for {arch}"
     elif not emulator_ok:
-        reason = "no QEMU emulator for %s" % arch
+        reason = f"no QEMU emulator for {arch}"
     if reason is None:
         usable.append("kvm")
     if emulator_ok and "qemu" in guest["domain_types"]:

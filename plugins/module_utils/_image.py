@@ -30,12 +30,11 @@ _SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 def normalise_sha256(value):
     """The checksum as 64 lower-case hex digits; accepts an optional ``sha256:`` prefix."""
     if not isinstance(value, str):
-        raise ValidationError("sha256 must be a string of 64 hex digits, got %r" % (value,), value=repr(value))
+        raise ValidationError(f"sha256 must be a string of 64 hex digits, got {value!r}", value=repr(value))
     text = value.strip().lower()
-    if text.startswith("sha256:"):
-        text = text[len("sha256:"):]
+    text = text.removeprefix("sha256:")
     if not _SHA256_RE.match(text):
-        raise ValidationError("sha256 %r is not a SHA-256 checksum (64 hex digits)" % (value,), value=value)
+        raise ValidationError(f"sha256 {value!r} is not a SHA-256 checksum (64 hex digits)", value=value)
     return text
 
 
@@ -61,34 +60,34 @@ def parse_qemu_img_info(text, declared_format, path):
     try:
         info = json.loads(text)
     except ValueError as exc:
-        raise ImageError("image %s: qemu-img info printed no JSON (%s)" % (path, exc), image_path=path) from exc
+        raise ImageError(f"image {path}: qemu-img info printed no JSON ({exc})", image_path=path) from exc
     if not isinstance(info, dict):
-        raise ImageError("image %s: qemu-img info printed %s, not an object" % (path, type(info).__name__),
+        raise ImageError(f"image {path}: qemu-img info printed {type(info).__name__}, not an object",
                          image_path=path)
     fmt = info.get("format")
     if fmt != declared_format:
-        raise ImageError("image %s: qemu-img reports format %r, expected %r" % (path, fmt, declared_format),
+        raise ImageError(f"image {path}: qemu-img reports format {fmt!r}, expected {declared_format!r}",
                          image_path=path, format=fmt)
     backing = info.get("backing-filename") or info.get("full-backing-filename")
     if backing:
-        raise ImageError("image %s has a backing file (%s); base images must be self-contained: "
-                         "flatten it with 'qemu-img convert' first" % (path, backing),
+        raise ImageError(f"image {path} has a backing file ({backing}); base images must be self-contained: "
+                         "flatten it with 'qemu-img convert' first",
                          image_path=path, backing_file=backing)
     specific = info.get("format-specific") or {}
     data = specific.get("data") or {}
     data_file = data.get("data-file")
     if data_file:
-        raise ImageError("image %s uses an external data file (%s); base images must be self-contained: "
-                         "convert it with 'qemu-img convert' first" % (path, data_file),
+        raise ImageError(f"image {path} uses an external data file ({data_file}); base images must be self-contained: "
+                         "convert it with 'qemu-img convert' first",
                          image_path=path, data_file=data_file)
     if data.get("corrupt"):
-        raise ImageError("image %s is marked corrupt in its qcow2 header" % path, image_path=path)
+        raise ImageError(f"image {path} is marked corrupt in its qcow2 header", image_path=path)
     if info.get("encrypted") or data.get("encrypt"):
-        raise ImageError("image %s is encrypted; base images must be readable without a secret" % path,
+        raise ImageError(f"image {path} is encrypted; base images must be readable without a secret",
                          image_path=path)
     virtual_size = info.get("virtual-size")
     if not isinstance(virtual_size, int) or virtual_size <= 0:
-        raise ImageError("image %s: qemu-img reports no usable virtual size (%r)" % (path, virtual_size),
+        raise ImageError(f"image {path}: qemu-img reports no usable virtual size ({virtual_size!r})",
                          image_path=path)
     return {
         "format": fmt,
@@ -107,9 +106,9 @@ def parse_qemu_img_check(rc, text, path):
         report = {}
     corruptions = report.get("corruptions", 0) if isinstance(report, dict) else 0
     if rc == 2 or corruptions:
-        raise ImageError("image %s is corrupt: qemu-img check found %s corruption(s)" % (path, corruptions or "some"),
+        raise ImageError(f"image {path} is corrupt: qemu-img check found {corruptions or 'some'} corruption(s)",
                          image_path=path, corruptions=corruptions)
-    raise ImageError("image %s could not be checked: qemu-img check exited %d" % (path, rc), image_path=path, rc=rc)
+    raise ImageError(f"image {path} could not be checked: qemu-img check exited {rc}", image_path=path, rc=rc)
 
 
 def refuse_disguised_raw(path, declared_format, label=None):
@@ -119,8 +118,8 @@ def refuse_disguised_raw(path, declared_format, label=None):
     """
     if declared_format == "raw" and read_magic(path) == QCOW2_MAGIC:
         label = label or path
-        raise ImageError("image %s is declared raw but has a qcow2 header; declare format qcow2 "
-                         "(or convert it) instead" % label, image_path=label)
+        raise ImageError(f"image {label} is declared raw but has a qcow2 header; declare format qcow2 "
+                         "(or convert it) instead", image_path=label)
 
 
 QCOW2_INCOMPAT_CORRUPT = 1 << 1
@@ -167,19 +166,19 @@ def refuse_unsafe_qcow2(path, label=None):
     header = read_qcow2_header(path)
     path = label or path
     if header is None:
-        raise ImageError("image %s is not a qcow2 image (no qcow2 header); declare the right format" % path,
+        raise ImageError(f"image {path} is not a qcow2 image (no qcow2 header); declare the right format",
                          image_path=path)
     if header["backing_file"]:
-        raise ImageError("image %s has a backing file (%s); base images must be self-contained: "
-                         "flatten it with 'qemu-img convert' first" % (path, header["backing_file"]),
+        raise ImageError("image {} has a backing file ({}); base images must be self-contained: "
+                         "flatten it with 'qemu-img convert' first".format(path, header["backing_file"]),
                          image_path=path, backing_file=header["backing_file"])
     if header["external_data_file"]:
-        raise ImageError("image %s uses an external data file; base images must be self-contained: "
-                         "convert it with 'qemu-img convert' first" % path, image_path=path)
+        raise ImageError(f"image {path} uses an external data file; base images must be self-contained: "
+                         "convert it with 'qemu-img convert' first", image_path=path)
     if header["corrupt"]:
-        raise ImageError("image %s is marked corrupt in its qcow2 header" % path, image_path=path)
+        raise ImageError(f"image {path} is marked corrupt in its qcow2 header", image_path=path)
     if header["encrypted"]:
-        raise ImageError("image %s is encrypted; base images must be readable without a secret" % path,
+        raise ImageError(f"image {path} is encrypted; base images must be readable without a secret",
                          image_path=path)
 
 
@@ -247,7 +246,7 @@ class VerifiedCopy:
         base = os.path.basename(self.dest)
         digest = hashlib.sha256()
         # mkstemp's O_EXCL keeps two concurrent runs from sharing a temp file.
-        fd, self.tmp = tempfile.mkstemp(prefix=".%s." % base, suffix=".part", dir=directory)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".part", dir=directory)
         with os.fdopen(fd, "wb") as out, open(self.src, "rb") as inp:
             for block in iter(lambda: inp.read(CHUNK), b""):
                 digest.update(block)

@@ -248,7 +248,6 @@ import socket
 from dataclasses import dataclass
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.kvmfleet.compute.plugins.module_utils import _host
 from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import DomainNotFound, KvmfleetError
 from ansible_collections.kvmfleet.compute.plugins.module_utils._image import DEFAULT_IMAGES_DIR
@@ -294,8 +293,8 @@ def kvm_device_problem(path=KVM_DEVICE):
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ENOENT:
-            return "%s does not exist" % path
-        return "%s cannot be opened: %s" % (path, exc.strerror)
+            return f"{path} does not exist"
+        return f"{path} cannot be opened: {exc.strerror}"
     os.close(fd)
     return None
 
@@ -364,7 +363,7 @@ class HostFactsManager:
         observed = []
         for dom in domains:
             try:
-                with libvirt_errors("read domain %s" % dom.name()):
+                with libvirt_errors(f"read domain {dom.name()}"):
                     xml = dom.XMLDesc(0)
                 state = domain_state(dom)
             except DomainNotFound:
@@ -375,11 +374,11 @@ class HostFactsManager:
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            uri=dict(type="str", default=DEFAULT_URI),
-            images_dir=dict(type="path", default=DEFAULT_IMAGES_DIR),
-            instances_dir=dict(type="path", default=_host.DEFAULT_INSTANCES_DIR),
-        ),
+        argument_spec={
+            "uri": {"type": "str", "default": DEFAULT_URI},
+            "images_dir": {"type": "path", "default": DEFAULT_IMAGES_DIR},
+            "instances_dir": {"type": "path", "default": _host.DEFAULT_INSTANCES_DIR},
+        },
         supports_check_mode=True,
     )
     try:
@@ -388,7 +387,7 @@ def main():
     except KvmfleetError as exc:
         module.fail_json(**exc.to_result())
     except OSError as exc:
-        module.fail_json(msg="read host facts: %s" % exc)
+        module.fail_json(msg=f"read host facts: {exc}")
 
 
 if __name__ == "__main__":

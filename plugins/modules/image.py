@@ -171,7 +171,6 @@ import os
 from dataclasses import dataclass
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.kvmfleet.compute.plugins.module_utils import _image
 from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import ImageError, KvmfleetError
 from ansible_collections.kvmfleet.compute.plugins.module_utils._libvirt import (
@@ -231,7 +230,7 @@ class ImageManager:
         path = self.params.path
         if os.path.lexists(path):
             if os.path.islink(path) or not os.path.isfile(path):
-                raise ImageError("%s exists but is not a regular file; refusing to touch it" % path, image_path=path)
+                raise ImageError(f"{path} exists but is not a regular file; refusing to touch it", image_path=path)
             self.before = {"state": "present", "sha256": _image.sha256_file(path)}
         if self.params.state == "present":
             self.present()
@@ -256,13 +255,13 @@ class ImageManager:
         if p.remote_src is None:
             # Also the action plugin's question "must src be transferred?": cached=False says yes.
             if self.before["state"] == "absent":
-                raise ImageError("image %s is not in the cache %s and neither src nor remote_src is given"
-                                 % (p.name, p.images_dir), image_path=p.path, cached=False, before=self.before)
-            raise ImageError("cached image %s has sha256 %s, not %s, and neither src nor remote_src is given"
-                             % (p.path, self.before["sha256"], p.sha256), image_path=p.path, cached=False,
+                raise ImageError(f"image {p.name} is not in the cache {p.images_dir} and neither src nor remote_src "
+                                 "is given", image_path=p.path, cached=False, before=self.before)
+            raise ImageError(f"cached image {p.path} has sha256 {self.before['sha256']}, not {p.sha256}, and neither "
+                             "src nor remote_src is given", image_path=p.path, cached=False,
                              before=self.before)
         if not os.path.isfile(p.remote_src):
-            raise ImageError("remote_src %s does not exist or is not a regular file" % p.remote_src,
+            raise ImageError(f"remote_src {p.remote_src} does not exist or is not a regular file",
                              image_path=p.remote_src)
         if self.module.check_mode:
             self.verify_checksum(p.remote_src, _image.sha256_file(p.remote_src))
@@ -293,7 +292,7 @@ class ImageManager:
 
     def verify_checksum(self, path, actual):
         if actual != self.params.sha256:
-            raise ImageError("checksum mismatch: %s has sha256 %s, expected %s" % (path, actual, self.params.sha256),
+            raise ImageError(f"checksum mismatch: {path} has sha256 {actual}, expected {self.params.sha256}",
                              image_path=path, actual_sha256=actual, expected_sha256=self.params.sha256)
 
     def inspect(self, path, label=None):
@@ -309,8 +308,8 @@ class ImageManager:
         rc, out, err = self.module.run_command(
             ["qemu-img", "info", "-U", "--output=json", "-f", fmt, path], check_rc=False)
         if rc != 0:
-            raise ImageError("image %s cannot be read as %s: %s"
-                             % (label, fmt, (err or out).strip().replace(path, label)), image_path=label, rc=rc)
+            detail = (err or out).strip().replace(path, label)
+            raise ImageError(f"image {label} cannot be read as {fmt}: {detail}", image_path=label, rc=rc)
         facts = _image.parse_qemu_img_info(out, fmt, label)
         if fmt == "qcow2":
             rc, out, err = self.module.run_command(
@@ -334,8 +333,8 @@ class ImageManager:
         if self.before["state"] == "absent":
             return
         if p.sha256 is not None and self.before["sha256"] != p.sha256:
-            raise ImageError("cached image %s has sha256 %s, not %s; not removing it"
-                             % (p.path, self.before["sha256"], p.sha256),
+            raise ImageError(f"cached image {p.path} has sha256 {self.before['sha256']}, not {p.sha256}; "
+                             "not removing it",
                              image_path=p.path, actual_sha256=self.before["sha256"])
         self.refuse_if_in_use("remove")
         if not self.module.check_mode:
@@ -345,8 +344,8 @@ class ImageManager:
     def refuse_if_in_use(self, doing):
         users = self.domains_using(self.params.path)
         if users:
-            raise ImageError("cannot %s image %s: it is used by domain(s) %s"
-                             % (doing, self.params.path, ", ".join(sorted(users))),
+            used_by = ", ".join(sorted(users))
+            raise ImageError(f"cannot {doing} image {self.params.path}: it is used by domain(s) {used_by}",
                              image_path=self.params.path, domains=users)
 
     def domains_using(self, path):
@@ -357,7 +356,7 @@ class ImageManager:
             with libvirt_errors("list domains"):
                 domains = conn.listAllDomains(0)
             for dom in domains:
-                with libvirt_errors("read XML of domain %s" % dom.name()):
+                with libvirt_errors(f"read XML of domain {dom.name()}"):
                     xml = dom.XMLDesc(0)
                 files = _image.files_using(xml, path)
                 if files:
@@ -369,16 +368,16 @@ class ImageManager:
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            src=dict(type="path"),
-            remote_src=dict(type="path"),
-            sha256=dict(type="str"),
-            format=dict(type="str", choices=list(_image.FORMATS), default="qcow2"),
-            images_dir=dict(type="path", default=_image.DEFAULT_IMAGES_DIR),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            uri=dict(type="str", default=DEFAULT_URI),
-        ),
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "src": {"type": "path"},
+            "remote_src": {"type": "path"},
+            "sha256": {"type": "str"},
+            "format": {"type": "str", "choices": list(_image.FORMATS), "default": "qcow2"},
+            "images_dir": {"type": "path", "default": _image.DEFAULT_IMAGES_DIR},
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "uri": {"type": "str", "default": DEFAULT_URI},
+        },
         mutually_exclusive=[("src", "remote_src")],
         required_if=[("state", "present", ("sha256",))],
         supports_check_mode=True,
@@ -389,7 +388,7 @@ def main():
     except KvmfleetError as exc:
         module.fail_json(**exc.to_result())
     except OSError as exc:
-        module.fail_json(msg="image %s: %s" % (module.params["name"], exc))
+        module.fail_json(msg=f"image {module.params['name']}: {exc}")
 
 
 if __name__ == "__main__":

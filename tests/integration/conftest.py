@@ -22,7 +22,7 @@ LAB_ROOT = Path(os.environ.get("KVMFLEET_LAB_ROOT", "/var/lib/kvmfleet-lab"))
 TINY_IMAGE = Path(os.environ.get("KVMFLEET_TINY_IMAGE", str(REPO / ".cache" / "images" / "tiny" / "kvmfleet-tiny.qcow2")))
 RECAP_RE = re.compile(
     r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+"
-    r"failed=(?P<failed>\d+)", re.M)
+    r"failed=(?P<failed>\d+)", re.MULTILINE)
 
 
 @dataclass

@@ -12,7 +12,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import REPO, ansible_env
 
 OLDEST_VENV = REPO / ".cache" / "ansible-oldest"

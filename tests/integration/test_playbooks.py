@@ -6,7 +6,6 @@ import ipaddress
 import re
 
 import yaml
-
 from conftest import REPO, run_playbook
 
 PLAYBOOKS = REPO / "playbooks"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import HERE, run_playbook
 
 TARGETS = ["image", "domain_lifecycle", "bad_input"]

@@ -1,4 +1,4 @@
-"""Which disks a resize carries (compute/api.py) and which domains a host refresh reaps (compute/hosts.py),
+"""Which disks a resize carries (compute/moves.py) and which domains a host refresh reaps (compute/hosts.py),
 against the cases in cases/resize_disks.yml and cases/reap.yml."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kvmfleet.compute.api import _resize_disks
 from kvmfleet.compute.hosts import _reapable
+from kvmfleet.compute.moves import _resize_disks
 from kvmfleet.store.models import Instance
 from kvmfleet.store.states import TaskState, VmState
 
@@ -31,7 +31,7 @@ def _instance(case: dict | None) -> Instance | None:
                     host=case.get("host"), old_flavor={"source_host": case["source_host"]}
                     if "source_host" in case else None)
     if case.get("deleted"):
-        inst.deleted_at = dt.datetime.now(dt.timezone.utc)
+        inst.deleted_at = dt.datetime.now(dt.UTC)
     return inst
 
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from kvmfleet.lab import lab as labmod
 
 pytestmark = pytest.mark.lab
@@ -23,7 +22,7 @@ NAME = "lt" + format(os.getpid() % 0xFFFF, "x")
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(KVMFLEET + list(args), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(KVMFLEET + list(args), capture_output=True, text=True, timeout=600, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"kvmfleet {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -57,7 +56,7 @@ def test_hosts_have_own_hostname_and_reach_each_other_by_name(small_lab):
     h1 = small_lab.hosts[0]
     ssh = labmod.ssh_base(small_lab) + [f"root@{h1.address}"]
     out = subprocess.run(ssh + ["hostname; ssh lab-h2 hostname; ip -4 -o addr show eth0; ip route"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "lab-h1"
@@ -74,11 +73,11 @@ def test_libvirt_state_is_private_per_host(small_lab):
     subprocess.run(ssh1 + [f"touch {marker}"], check=True, timeout=30)
     try:
         seen = subprocess.run(ssh2 + [f"test -e {marker} && echo yes || echo no"], capture_output=True, text=True,
-                              timeout=30).stdout.strip()
+                              timeout=30, check=True).stdout.strip()
         assert seen == "no"
         assert not Path(marker).exists()  # nor in this machine's own /var/lib/libvirt
     finally:
-        subprocess.run(ssh1 + [f"rm -f {marker}"], timeout=30)
+        subprocess.run(ssh1 + [f"rm -f {marker}"], timeout=30, check=False)
 
 
 def test_host_key_checking_stays_on(small_lab, tmp_path):
@@ -87,7 +86,7 @@ def test_host_key_checking_stays_on(small_lab, tmp_path):
     empty.write_text("")
     proc = subprocess.run(["ssh", "-i", str(small_lab.key_file), "-o", f"UserKnownHostsFile={empty}",
                            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{h1.address}", "true"],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode != 0
     assert "verification failed" in proc.stderr or "No ED25519 host key is known" in proc.stderr
     inv = small_lab.inventory.read_text()

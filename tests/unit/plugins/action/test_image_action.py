@@ -40,13 +40,13 @@ def ansible_image(tmp_path, *flags, **args):
                ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-local"),
                ANSIBLE_REMOTE_TEMP=str(tmp_path / "ansible-remote"))
     env.pop("ANSIBLE_CONFIG", None)
-    cmd = [str(ANSIBLE), "localhost", "-c", "local", "-e", "ansible_python_interpreter=%s" % "/usr/bin/python3",
+    cmd = [str(ANSIBLE), "localhost", "-c", "local", "-e", "ansible_python_interpreter={}".format("/usr/bin/python3"),
            "-m", "kvmfleet.compute.image", "-a", json.dumps(args), "-vvv", *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120, check=False)
     out = proc.stdout
     puts = sum(1 for line in out.splitlines() if " PUT " in line and line.rstrip().endswith("/image-source"))
-    marker = re.search(r"^localhost \| ([A-Z!]+) => ", out, re.M)
-    assert marker, "no result in ansible output:\n%s\n%s" % (out, proc.stderr)
+    marker = re.search(r"^localhost \| ([A-Z!]+) => ", out, re.MULTILINE)
+    assert marker, f"no result in ansible output:\n{out}\n{proc.stderr}"
     result = json.loads(out[marker.end():])
     result["failed"] = marker.group(1) == "FAILED!"  # the ad-hoc output says it in the header only
     return result, puts
@@ -63,8 +63,8 @@ def qcow2(tmp_path_factory):
 
 def test_transfer_once_then_unchanged(qcow2, tmp_path):
     cache = tmp_path / "images"
-    args = dict(name="base.qcow2", src=str(qcow2 / "base.qcow2"), sha256=sha256(qcow2 / "base.qcow2"),
-                images_dir=str(cache))
+    args = {"name": "base.qcow2", "src": str(qcow2 / "base.qcow2"), "sha256": sha256(qcow2 / "base.qcow2"),
+                "images_dir": str(cache)}
 
     check, puts = ansible_image(tmp_path, "--check", "--diff", **args)
     assert check["changed"] is True and puts == 0 and not cache.exists()

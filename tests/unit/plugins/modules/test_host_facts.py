@@ -13,8 +13,8 @@ _COLLECTIONS = Path(__file__).resolve().parents[4] / "build" / "collections"
 if (_COLLECTIONS / "ansible_collections").is_dir() and str(_COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(_COLLECTIONS))
 
-from ansible_collections.kvmfleet.compute.plugins.module_utils import _host  # noqa: E402
-from ansible_collections.kvmfleet.compute.plugins.modules import host_facts  # noqa: E402
+from ansible_collections.kvmfleet.compute.plugins.module_utils import _host
+from ansible_collections.kvmfleet.compute.plugins.modules import host_facts
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "host_facts"
 CASES = sorted((FIXTURES / "cases").glob("*.json"))
@@ -99,7 +99,7 @@ def test_measure_storage_uses_nearest_existing_ancestor(tmp_path):
 def test_kvm_device_problem(tmp_path):
     assert host_facts.kvm_device_problem(str(tmp_path / "kvm")) == "%s does not exist" % (tmp_path / "kvm")
     problem = host_facts.kvm_device_problem(str(tmp_path))  # a directory cannot be opened read-write
-    assert problem.startswith("%s cannot be opened: " % tmp_path)
+    assert problem.startswith(f"{tmp_path} cannot be opened: ")
     null = host_facts.kvm_device_problem("/dev/null")
     assert null is None
 

@@ -12,8 +12,8 @@ _COLLECTIONS = Path(__file__).resolve().parents[4] / "build" / "collections"
 if (_COLLECTIONS / "ansible_collections").is_dir() and str(_COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(_COLLECTIONS))
 
-from ansible_collections.kvmfleet.compute.plugins.module_utils import _image  # noqa: E402
-from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import (  # noqa: E402
+from ansible_collections.kvmfleet.compute.plugins.module_utils import _image
+from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import (
     ImageError,
     ValidationError,
 )

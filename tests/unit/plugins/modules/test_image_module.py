@@ -22,11 +22,10 @@ _COLLECTIONS = Path(__file__).resolve().parents[4] / "build" / "collections"
 if (_COLLECTIONS / "ansible_collections").is_dir() and str(_COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(_COLLECTIONS))
 
-from ansible.module_utils.testing import patch_module_args  # noqa: E402
-
-from ansible_collections.kvmfleet.compute.plugins.module_utils import _image  # noqa: E402
-from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import ImageError  # noqa: E402
-from ansible_collections.kvmfleet.compute.plugins.modules import image  # noqa: E402
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.kvmfleet.compute.plugins.module_utils import _image
+from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import ImageError
+from ansible_collections.kvmfleet.compute.plugins.modules import image
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img (qemu-utils) is not installed")
 
@@ -124,8 +123,8 @@ def test_backing_chain_and_files_using(images, tmp_path):
     shutil.copy(images / "overlay.qcow2", tmp_path / "overlay.qcow2")
     qemu_img("create", "-f", "qcow2", "-b", "overlay.qcow2", "-F", "qcow2", str(top))  # relative name
     assert _image.backing_chain(str(top)) == [str(tmp_path / "overlay.qcow2"), str(images / "good.qcow2")]
-    xml = ("<domain><name>d</name><devices><disk type='file'><source file='%s'/></disk>"
-           "<disk type='file'><source file='%s'/></disk></devices></domain>") % (top, images / "disk.raw")
+    xml = ("<domain><name>d</name><devices><disk type='file'><source file='{}'/></disk>"
+           "<disk type='file'><source file='{}'/></disk></devices></domain>").format(top, images / "disk.raw")
     assert _image.files_using(xml, str(images / "good.qcow2")) == [str(top)]
     assert _image.files_using(xml, str(images / "disk.raw")) == [str(images / "disk.raw")]
     assert _image.files_using(xml, str(images / "other.qcow2")) == []
@@ -149,8 +148,8 @@ def test_verified_copy_discard_leaves_nothing(images, tmp_path):
 # --- the module --------------------------------------------------------------------------------
 
 def test_add_then_unchanged(images, cache, run):
-    args = dict(name="good.qcow2", remote_src=str(images / "good.qcow2"), sha256=sha256(images / "good.qcow2"),
-                images_dir=str(cache))
+    args = {"name": "good.qcow2", "remote_src": str(images / "good.qcow2"), "sha256": sha256(images / "good.qcow2"),
+                "images_dir": str(cache)}
     first = run(**args)
     assert first["changed"] is True and first["transferred"] is True
     assert first["diff"] == {"before": {"state": "absent"},
@@ -174,8 +173,8 @@ def test_add_then_unchanged(images, cache, run):
 
 
 def test_check_mode_changes_nothing(images, cache, run):
-    args = dict(name="good.qcow2", remote_src=str(images / "good.qcow2"), sha256=sha256(images / "good.qcow2"),
-                images_dir=str(cache))
+    args = {"name": "good.qcow2", "remote_src": str(images / "good.qcow2"), "sha256": sha256(images / "good.qcow2"),
+                "images_dir": str(cache)}
     result = run(check=True, **args)
     assert result["changed"] is True and result["transferred"] is False
     assert result["image"]["virtual_size"] == 3 * 1024 * 1024
@@ -224,15 +223,15 @@ def test_missing_without_source_reports_cached_false(cache, run):
 
 
 @pytest.mark.parametrize("args, error", [
-    (dict(name="../etc/passwd"), "not a valid name"),
-    (dict(name=".hidden"), "not a valid name"),
-    (dict(name="ok.qcow2", sha256="abc"), "is not a SHA-256 checksum"),
-    (dict(name="ok.qcow2", images_dir="relative/dir"), "must be an absolute path"),
-    (dict(name="ok.qcow2", src="/controller/file"), "handled by the kvmfleet.compute.image action plugin"),
-    (dict(name="ok.qcow2", remote_src="/nonexistent/file"), "does not exist or is not a regular file"),
+    ({"name": "../etc/passwd"}, "not a valid name"),
+    ({"name": ".hidden"}, "not a valid name"),
+    ({"name": "ok.qcow2", "sha256": "abc"}, "is not a SHA-256 checksum"),
+    ({"name": "ok.qcow2", "images_dir": "relative/dir"}, "must be an absolute path"),
+    ({"name": "ok.qcow2", "src": "/controller/file"}, "handled by the kvmfleet.compute.image action plugin"),
+    ({"name": "ok.qcow2", "remote_src": "/nonexistent/file"}, "does not exist or is not a regular file"),
 ])
 def test_bad_parameters(cache, run, args, error):
-    full = dict(sha256="0" * 64, images_dir=str(cache))
+    full = {"sha256": "0" * 64, "images_dir": str(cache)}
     full.update(args)
     result = run(**full)
     assert result["failed"] is True and error in result["msg"]
@@ -258,9 +257,9 @@ def test_conn():
 
 
 def define_domain(conn, name, disk):
-    xml = ("<domain type='test'><name>%s</name><uuid>%s</uuid><memory>65536</memory><vcpu>1</vcpu>"
+    xml = (f"<domain type='test'><name>{name}</name><uuid>{uuid.uuid4()}</uuid><memory>65536</memory><vcpu>1</vcpu>"
            "<os><type>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-           "<source file='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>") % (name, uuid.uuid4(), disk)
+           f"<source file='{disk}'/><target dev='vda' bus='virtio'/></disk></devices></domain>")
     return conn.defineXML(xml)
 
 
