@@ -1,0 +1,253 @@
+"""What every lifecycle module shares: names and their rules, lookups, the instance's data for the
+playbooks, and the begin/finish pair every operation on an existing instance runs under.
+
+Every operation first checks the instance's state, then records its task_state, action and first event
+in one committed transaction (compare-and-set on task_state), and only then runs the executor
+(principles 3 and 8). The outcome is recorded with another compare-and-set on the task_state the
+operation set, so a concurrent operation can never be overwritten.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from kvmfleet import executor
+from kvmfleet.compute import actions
+from kvmfleet.compute import hosts as hostops
+from kvmfleet.compute.errors import InvalidRequest, OperationFailed
+from kvmfleet.compute.states import OPERATIONS, Operation
+from kvmfleet.scheduler.claims import release_in
+from kvmfleet.store import api as store_api
+from kvmfleet.store.errors import Conflict, NotFound
+from kvmfleet.store.models import Host, Image, Instance, Project, ServerGroup
+from kvmfleet.store.states import VmState
+
+Progress = Callable[[str, str], None]  # (instance uuid, message)
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
+MAX_USER_DATA = 65535  # Nova's limit on user_data (bytes)
+DEFAULT_PROJECT = "default"
+DEFAULT_NETWORK = "default"
+GIB = 1024 ** 3
+CREATE_TASK = "Define and start instances"
+REBUILD_TASK = "Define and start on a fresh root disk"
+DELETE_TASK = "Remove instances"
+
+
+def noop(_uuid: str, _msg: str) -> None:
+    return None
+
+
+def validate_name(name: str, what: str = "server name") -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidRequest(f"invalid {what} {name!r}: 1-64 characters of [A-Za-z0-9._-], "
+                             "not starting with '-' or '.'")
+    return name
+
+
+def hostname_for(name: str) -> str:
+    """A DNS label from the user's name (Nova sanitises display names the same way)."""
+    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
+    return label or "server"
+
+
+def image_cache_name(image: Image) -> str:
+    return f"sha256-{image.sha256[:40]}.{image.disk_format}"  # by content: a re-registered file is a new name
+
+
+# -- lookups --------------------------------------------------------------------------------------
+
+
+def find_instance(session: Any, key: str, project_id: str | None = None) -> Instance:
+    """An instance by uuid, or by name (unique among live instances, within the project if given)."""
+    inst = session.get(Instance, key)
+    if inst is not None and inst.deleted_at is None:
+        return inst
+    query = select(Instance).where(Instance.name == key, Instance.deleted_at.is_(None))
+    if project_id:
+        query = query.where(Instance.project_id == project_id)
+    rows = session.scalars(query).all()
+    if not rows:
+        raise NotFound(f"server {key} not found", server=key)
+    if len(rows) > 1:
+        raise InvalidRequest(f"server name {key} is ambiguous ({', '.join(r.uuid for r in rows)}): use the id")
+    return rows[0]
+
+
+def project_for(session: Any, key: str | None) -> Project:
+    if key:
+        return store_api.get_project(session, key)
+    row = session.scalars(select(Project).where(Project.name == DEFAULT_PROJECT)).first()
+    if row is None:
+        row = Project(name=DEFAULT_PROJECT, description="created by kvmfleet for requests without --project")
+        session.add(row)
+        session.flush()
+    return row
+
+
+# -- instance data for the playbooks --------------------------------------------------------------
+
+
+def domain_spec(session: Any, inst: Instance, image: Image) -> dict[str, Any]:
+    project = session.get(Project, inst.project_id)
+    group = session.get(ServerGroup, inst.server_group_id) if inst.server_group_id else None
+    network = inst.config.get("network", DEFAULT_NETWORK)
+    macs = list(inst.config.get("macs") or [])
+    nics = []
+    if network:
+        nic: dict[str, Any] = {"network": network}
+        if macs:
+            nic["mac"] = macs[0]
+        nics.append(nic)
+    root: dict[str, Any] = {"image": image_cache_name(image), "format": image.disk_format}
+    if inst.root_gb:
+        root["size_gb"] = inst.root_gb
+    return {
+        "name": inst.domain_name, "uuid": inst.uuid, "vcpus": inst.vcpus, "memory_mb": inst.memory_mb,
+        "root_disk": root,
+        "disks": [{"size_gb": inst.ephemeral_gb}] if inst.ephemeral_gb else [],
+        "nics": nics,
+        "metadata": {"uuid": inst.uuid, "name": inst.name, "project": project.name if project else inst.project_id,
+                     "flavor": inst.flavor_name, "image": image.name, "server_group": group.name if group else "",
+                     "created_at": inst.created_at.isoformat() if inst.created_at else ""},
+        "config_drive": {"hostname": inst.config.get("hostname") or hostname_for(inst.name),
+                         "instance_id": inst.uuid},
+        "image": {"name": image_cache_name(image), "src": image.file_path, "sha256": image.sha256,
+                  "format": image.disk_format},
+    }
+
+
+def hosts_inventory(session: Any, names: Iterable[str]) -> dict[str, Any]:
+    hosts = session.scalars(select(Host).where(Host.name.in_(sorted(set(names))))).all()
+    return hostops.inventory(hosts)
+
+
+def statuses(store: Any, uuids: list[str]) -> dict[str, str]:
+    return store.run_in_transaction(lambda session: {u: session.get(Instance, u).status for u in uuids})
+
+
+def release(store: Any, uuid: str) -> list[str]:
+    """Release the instance's allocations in a transaction of its own (retried when the store is busy)."""
+    return store.run_in_transaction(lambda session: release_in(session, uuid))
+
+
+def last_action(session: Any, uuid: str, name: str) -> Any:
+    from kvmfleet.store.models import InstanceAction
+
+    row = session.scalars(select(InstanceAction).where(InstanceAction.instance_uuid == uuid,
+                                                       InstanceAction.action == name)
+                          .order_by(InstanceAction.id.desc())).first()
+    if row is None:
+        raise NotFound(f"no {name} action recorded for instance {uuid}")
+    return row
+
+
+def open_event(session: Any, action_id: int, name: str) -> int:
+    from kvmfleet.store.models import InstanceActionEvent
+
+    row = session.scalars(select(InstanceActionEvent).where(
+        InstanceActionEvent.action_id == action_id, InstanceActionEvent.event == name,
+        InstanceActionEvent.finish_time.is_(None)).order_by(InstanceActionEvent.id.desc())).first()
+    if row is None:
+        row = actions.start_event(session, action_id, name)
+    return row.id
+
+
+def item_outcome(result: executor.JobResult, host: str, uuid: str, task: str) -> tuple[bool, str, dict[str, Any]]:
+    """Did instance `uuid` come up in this job? (ok, error message, the domain module's `domain`)."""
+    hr = result.host(host)
+    tr = hr.task_result(task)
+    if tr is not None:
+        for item in tr.result.get("results") or []:
+            if (item.get("item") or {}).get("uuid") != uuid:
+                continue
+            if item.get("failed") or item.get("unreachable"):
+                return False, str(item.get("msg") or "failed"), {}
+            return True, "", item.get("domain") or {}
+    error = hr.error or result.error_for(host) or "the host did not run the task"
+    return False, error, {}
+
+
+# -- operations on existing instances ---------------------------------------------------------
+
+
+@dataclass
+class Begun:
+    uuid: str
+    name: str
+    host: str | None
+    vm_state: VmState
+    action_id: int
+    event_id: int
+    op: Operation
+
+
+def begin(store: Any, key: str, op_name: str, event: str, project: str | None = None,
+           extra: dict[str, Any] | None = None) -> Begun:
+    """Check the state and record task_state + action + event in one committed transaction."""
+    op = OPERATIONS[op_name]
+
+    def record(session: Any) -> Begun:
+        project_id = store_api.get_project(session, project).id if project else None
+        inst = find_instance(session, key, project_id)
+        op.check(inst.vm_state, inst.task_state, inst.name)
+        try:
+            store_api.save_instance(session, inst.uuid, {"task_state": op.task_state, **(extra or {})},
+                                    expected_task_state=inst.task_state, expected_vm_state=inst.vm_state)
+        except Conflict as exc:
+            raise OperationFailed(f"cannot {op.action} server {inst.name}: {exc.msg}") from exc
+        action = actions.start_action(session, inst.uuid, "reboot" if op_name == "reboot_hard" else op.action,
+                                      actions.new_request_id(), inst.project_id)
+        ev = actions.start_event(session, action.id, event, host=inst.host)
+        return Begun(inst.uuid, inst.name, inst.host, VmState(inst.vm_state), action.id, ev.id, op)
+
+    return store.run_in_transaction(record)
+
+
+def finish(store: Any, b: Begun, ok: bool, values: dict[str, Any], job_id: str | None = None,
+            error: str | None = None) -> None:
+    def record(session: Any) -> None:
+        store_api.save_instance(session, b.uuid, {"task_state": None, **values}, expected_task_state=b.op.task_state)
+        if error:
+            store_api.set_fault(session, b.uuid, error)
+        actions.finish_event(session, b.event_id, ok, job_id=job_id, error=error)
+        actions.finish_action(session, b.action_id, error)
+
+    store.run_in_transaction(record)
+
+
+def unreachable(result: executor.JobResult, host: str) -> bool:
+    from kvmfleet.executor import HostStatus
+
+    return result.host(host).status is HostStatus.UNREACHABLE or (
+        not result.host(host).tasks and result.status is not executor.JobStatus.SUCCESSFUL)
+
+
+def fail_op(store: Any, b: Begun, result: executor.JobResult, what: str) -> None:
+    """A failed operation: an unreachable host leaves the instance ERROR; otherwise the task is undone and
+    the fault recorded (Nova reverts task_state and keeps vm_state)."""
+    error = result.error_for(b.host or "") or "failed"
+    message = f"{what} of server {b.name} on host {b.host} failed: {error}"
+    if unreachable(result, b.host or ""):
+        finish(store, b, False, {"vm_state": VmState.ERROR}, result.id, message)
+    else:
+        finish(store, b, False, {}, result.id, message)
+    raise OperationFailed(message, instance=b.uuid)
+
+
+def run_on_host(store: Any, b: Begun, playbook: str, extravars: dict[str, Any],
+                 secret_vars: tuple[str, ...] = ()) -> executor.JobResult:
+    with store.transaction() as session:
+        inv = hosts_inventory(session, [b.host])
+    if not inv["all"]["children"]["kvm_hosts"]["hosts"]:
+        raise OperationFailed(f"host {b.host} of server {b.name} is not in the store")
+    return executor.run(executor.Job(playbook=playbook, inventory=inv, extravars=extravars, secret_vars=secret_vars))
+
+
+def status_of(store: Any, uuid: str) -> str:
+    with store.transaction() as session:
+        return session.get(Instance, uuid).status

@@ -1,0 +1,320 @@
+"""Cold resize (in place or to another host), confirm and revert."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kvmfleet import executor, quota
+from kvmfleet.compute import actions, placement
+from kvmfleet.compute.common import (
+    Begun,
+    begin,
+    domain_spec,
+    fail_op,
+    find_instance,
+    finish,
+    hosts_inventory,
+    run_on_host,
+    status_of,
+)
+from kvmfleet.compute.errors import InvalidRequest, OperationFailed
+from kvmfleet.compute.states import OPERATIONS, Operation
+from kvmfleet.scheduler import NoValidHost
+from kvmfleet.scheduler.claims import (
+    ClaimConflict,
+    InsufficientResources,
+    Resources,
+    move_claim,
+    revert_move,
+)
+from kvmfleet.scheduler.claims import confirm_move as confirm_move_claim
+from kvmfleet.store import api as store_api
+from kvmfleet.store.models import Image, Instance, ServerGroup
+from kvmfleet.store.states import PowerState, TaskState, VmState
+
+# -- resize ---------------------------------------------------------------------------------------
+
+
+ROOT_DISK_FILE = "disk"  # the domain module's names for an instance's disks in its instance dir
+EPHEMERAL_DISK_FILE = "disk.eph0"
+
+
+def _resize_disks(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """The instance's disks a resize carries, each with the size it grows to ({file, size_gb?})."""
+    disks: list[dict[str, Any]] = [{"file": ROOT_DISK_FILE}]
+    if new["root_gb"] and new["root_gb"] > old["root_gb"]:
+        disks[0]["size_gb"] = new["root_gb"]
+    if old["ephemeral_gb"]:
+        disks.append({"file": EPHEMERAL_DISK_FILE})
+        if new["ephemeral_gb"] > old["ephemeral_gb"]:
+            disks[1]["size_gb"] = new["ephemeral_gb"]
+    return disks
+
+
+def resize(store: Any, key: str, flavor_key: str, project: str | None = None) -> str:
+    """Cold resize (Nova's resize): stop, new flavor, grow the disks, start again (if it was running), then
+    VERIFY_RESIZE until confirm or revert. The same host is kept when the new flavor fits there: the disks
+    grow in place and each grown disk's original is kept beside it for a revert. Otherwise the scheduler
+    picks another host (server group policy honoured) and the instance moves there in one job
+    (instance_resize.yml: stop on the source, define on the destination, copy the root and ephemeral disks
+    there, start); a destination that fails is cleaned up and the next alternate tried (bounded by the
+    scheduler's max_attempts). The old allocation stays held on the source as a migration allocation until
+    confirm. Disks never shrink, and a resize does not add an ephemeral disk the server does not have."""
+    with store.transaction() as session:
+        new = store_api.get_flavor(session, flavor_key)
+        inst = find_instance(session, key, store_api.get_project(session, project).id if project else None)
+        if new.id == inst.flavor_id:
+            raise InvalidRequest(f"server {inst.name} already has flavor {new.name}")
+        if new.disabled:
+            raise InvalidRequest(f"flavor {new.name} is disabled")
+        for what, have, want in (("root", inst.root_gb, new.root_gb),
+                                 ("ephemeral", inst.ephemeral_gb, new.ephemeral_gb)):
+            if want < have:
+                raise InvalidRequest(f"flavor {new.name}'s {want} GB {what} disk is smaller than the server's "
+                                     f"{have} GB (disks cannot shrink)")
+        if new.ephemeral_gb and not inst.ephemeral_gb:
+            raise InvalidRequest(f"flavor {new.name} has a {new.ephemeral_gb} GB ephemeral disk and server "
+                                 f"{inst.name} has none: a resize grows the disks a server has, it adds none")
+        OPERATIONS["resize"].check(inst.vm_state, inst.task_state, inst.name)
+        deltas = {"cores": max(new.vcpus - inst.vcpus, 0), "ram": max(new.memory_mb - inst.memory_mb, 0)}
+        quota.check(session, inst.project_id, deltas)
+        old = {"flavor_id": inst.flavor_id, "flavor_name": inst.flavor_name, "vcpus": inst.vcpus,
+               "memory_mb": inst.memory_mb, "root_gb": inst.root_gb, "ephemeral_gb": inst.ephemeral_gb,
+               "swap": inst.swap, "flavor_extra_specs": dict(inst.flavor_extra_specs or {}),
+               "vm_state": str(inst.vm_state), "source_host": inst.host}
+        new_fields = new.as_instance_fields()
+    disks = _resize_disks(old, new_fields)
+    grow = [d for d in disks if "size_gb" in d]
+    # grown_in_place is read only after an in-place resize: a move leaves the source's disks as they were.
+    b = begin(store, key, "resize", "compute_resize_instance", project,
+               extra={"old_flavor": {**old, "grown_in_place": [d["file"] for d in grow]}, "new_flavor": new_fields})
+    source = b.host
+    resources = Resources.from_flavor(new_fields)
+    alternates: list[str] = []
+    try:
+        if source is None:
+            raise ClaimConflict(f"server {b.name} has no host (it was never built)")
+        try:
+            move_claim(store.session_factory, b.uuid, source, resources)
+            dest = source
+        except InsufficientResources as exc:
+            refused = [f"{source}: {exc.msg}"]
+            alternates = _resize_candidates(store, b, new_fields)
+            dest = _claim_resize_dest(store, b, alternates, resources, refused)
+    except (ClaimConflict, NoValidHost) as exc:
+        message = f"resize of server {b.name} to {new.name}: {exc.msg}"
+        finish(store, b, False, {"old_flavor": None, "new_flavor": None}, error=message)
+        raise OperationFailed(message) from exc
+    with store.transaction() as session:
+        store_api.save_instance(session, b.uuid, {"task_state": TaskState.RESIZE_MIGRATING},
+                                expected_task_state=TaskState.RESIZE_PREP)
+    b.op = Operation("resize", None, TaskState.RESIZE_MIGRATING, None, None)
+    start = b.vm_state is VmState.ACTIVE
+    if dest == source:
+        result = run_on_host(store, b, "instance_resize.yml", {
+            "kvmfleet_start": start,
+            "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid, "vcpus": new.vcpus,
+                                             "memory_mb": new.memory_mb, "grow": grow}]}})
+        if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
+            revert_move(store.session_factory, b.uuid)
+            try:
+                fail_op(store, b, result, "resize")
+            finally:
+                with store.transaction() as session:
+                    store_api.save_instance(session, b.uuid, {"old_flavor": None, "new_flavor": None})
+    else:
+        failures: list[str] = []  # "<host>: <error>" of each destination that failed, in order
+        max_attempts = placement.make_scheduler().config.max_attempts
+        while True:
+            try:
+                result = _migrate(store, b, source, dest, new_fields, disks, start, failures,
+                                  final=len(failures) + 1 >= max_attempts or not alternates)
+                break
+            except _DestinationFailed as exc:
+                failures.append(exc.msg)
+                dest = _claim_resize_dest(store, b, alternates, resources, list(failures), failed=True)
+    power = PowerState.RUNNING if start else PowerState.SHUTDOWN
+    finish(store, b, True, {"vm_state": VmState.RESIZED, "power_state": power, **new_fields}, result.id)
+    return status_of(store, b.uuid)
+
+
+class _DestinationFailed(OperationFailed):
+    """A resize move failed on its destination, which cleaned up after itself: another may be tried."""
+
+
+def _resize_candidates(store: Any, b: Begun, new_fields: dict[str, Any]) -> list[str]:
+    """The new flavor does not fit on the source: the scheduler's hosts for it, best first (same filters as a
+    build, server group policy honoured, the moving instance not counted as a member, the source left out).
+    NoValidHost when there is none."""
+    scheduler = placement.make_scheduler()
+    with store.transaction() as session:
+        inst = session.get(Instance, b.uuid)
+        image = session.get(Image, inst.image_id) if inst.image_id else None
+        group = session.get(ServerGroup, inst.server_group_id) if inst.server_group_id else None
+        flavor = {"name": new_fields["flavor_name"], "vcpus": new_fields["vcpus"],
+                  "memory_mb": new_fields["memory_mb"], "root_gb": new_fields["root_gb"],
+                  "ephemeral_gb": new_fields["ephemeral_gb"], "swap": new_fields["swap"],
+                  "extra_specs": dict(new_fields.get("flavor_extra_specs") or {})}
+        spec = placement.request_spec(session, flavor, image, availability_zone=inst.availability_zone,
+                                      project_id=inst.project_id, group=group, exclude_members=[b.uuid],
+                                      ignore_hosts=[b.host] if b.host else [])
+        states = placement.host_states(session)
+    if image is None:
+        raise NoValidHost("the instance's image was deleted: it cannot be rebuilt on another host")
+    sel = scheduler.select_destinations(spec, states, alternates=scheduler.config.max_attempts - 1)[0]
+    return [sel.name] + [a.name for a in sel.alternates]
+
+
+def _claim_resize_dest(store: Any, b: Begun, candidates: list[str], resources: Resources, refused: list[str],
+                       failed: bool = False) -> str:
+    """Move-claim on the first candidate that takes it (consumed from `candidates`); NoValidHost naming why
+    each host was refused when none does. `failed`: a retry after destinations failed (named in `refused`):
+    when no candidate is left the instance is ERROR on its source and OperationFailed is raised."""
+    with store.transaction() as session:
+        inst = session.get(Instance, b.uuid)
+        group = session.get(ServerGroup, inst.server_group_id) if inst.server_group_id else None
+    while candidates:
+        host = candidates.pop(0)
+        if host == b.host:
+            continue
+        with store.transaction() as session:
+            why = placement.violates_group(session, group, b.uuid, host)
+        if why:
+            refused.append(f"{host}: {why}")
+            continue
+        try:
+            move_claim(store.session_factory, b.uuid, host, resources)
+            return host
+        except ClaimConflict as exc:
+            refused.append(f"{host}: {exc.msg}")
+    if failed:
+        message = f"resize of server {b.name} failed on every destination tried: " + "; ".join(refused)
+        finish(store, b, False, {"vm_state": VmState.ERROR, "old_flavor": None, "new_flavor": None},
+                error=message)
+        raise OperationFailed(message, instance=b.uuid)
+    raise NoValidHost("No valid host was found for the resize: " + "; ".join(refused))
+
+
+def _migrate(store: Any, b: Begun, source: str, dest: str, new_fields: dict[str, Any],
+             disks: list[dict[str, Any]], start: bool, failures: list[str], final: bool) -> executor.JobResult:
+    """One instance_resize.yml job moving the instance from source to dest with the new flavor. On success
+    the instance points at dest (task resize_migrated, then resize_finish). On failure the destination
+    claim is dropped; a failure on the destination (which removed what it made) raises _DestinationFailed
+    unless `final`; otherwise the instance is ERROR with the fault on its source and OperationFailed is
+    raised."""
+    import shutil
+
+    with store.transaction() as session:
+        inst = session.get(Instance, b.uuid)
+        image = session.get(Image, inst.image_id)
+        spec = domain_spec(session, inst, image)
+        spec.update({"vcpus": new_fields["vcpus"], "memory_mb": new_fields["memory_mb"],
+                     "disks": [{"size_gb": new_fields["ephemeral_gb"]}] if new_fields["ephemeral_gb"] else []})
+        spec["metadata"]["flavor"] = new_fields["flavor_name"]
+        if new_fields["root_gb"]:
+            spec["root_disk"]["size_gb"] = new_fields["root_gb"]
+        user_data = {b.uuid: inst.config["user_data"]} if inst.config.get("user_data") is not None else {}
+        inv = hosts_inventory(session, [source, dest])
+    from kvmfleet.config import get_settings
+
+    job = executor.Job(playbook="instance_resize.yml", inventory=inv, extravars={})
+    transfer = executor.jobs_dir() / job.id / "transfer"
+    job.extravars.update({
+        "kvmfleet_instances": {},
+        "kvmfleet_migration": {"source": source, "dest": dest, "transfer_dir": str(transfer), "start": start,
+                               "instance": spec, "disks": disks, "transfer": get_settings().resize_transfer},
+        "kvmfleet_user_data": user_data})
+    job.secret_vars = ("kvmfleet_user_data",)
+    try:
+        result = executor.run(job)
+    finally:
+        shutil.rmtree(transfer, ignore_errors=True)  # copies of the guest's disks: never kept
+    failed_on = next((h for h in (source, dest) if not result.host(h).ok), None)
+    if failed_on is None and result.status is executor.JobStatus.SUCCESSFUL:
+        with store.transaction() as session:
+            store_api.save_instance(session, b.uuid, {"task_state": TaskState.RESIZE_MIGRATED, "host": dest,
+                                                      "node": dest}, expected_task_state=TaskState.RESIZE_MIGRATING)
+            store_api.save_instance(session, b.uuid, {"task_state": TaskState.RESIZE_FINISH},
+                                    expected_task_state=TaskState.RESIZE_MIGRATED)
+        b.host = dest
+        b.op = Operation("resize", None, TaskState.RESIZE_FINISH, None, None)
+        return result
+    where = failed_on or dest
+    error = result.error_for(where) or "failed"
+    message = f"resize of server {b.name} from {source} to {dest} failed on {where}: {error}"
+    if failures:
+        message += f" (destinations that failed before: {'; '.join(failures)})"
+    revert_move(store.session_factory, b.uuid)
+    with store.transaction() as session:
+        ev = actions.start_event(session, b.action_id, "compute_finish_resize", host=dest)
+        actions.finish_event(session, ev.id, False, job_id=result.id, error=message)
+    if where == dest and not final:  # an unreachable destination's leftovers are reaped by host refresh
+        raise _DestinationFailed(f"{dest}: {error}", instance=b.uuid)
+    finish(store, b, False, {"vm_state": VmState.ERROR, "old_flavor": None, "new_flavor": None}, result.id,
+            message)
+    raise OperationFailed(message, instance=b.uuid)
+
+
+def confirm_resize(store: Any, key: str, project: str | None = None) -> str:
+    """Keep the new flavor: after a move, the source domain and its disks go, then the source hold; after an
+    in-place resize, the originals kept for a revert go."""
+    b = begin(store, key, "confirmResize", "compute_confirm_resize", project)
+    with store.transaction() as session:
+        old = dict(session.get(Instance, b.uuid).old_flavor or {})
+    back = VmState(old.get("vm_state") or "active")
+    source = old.get("source_host")
+    job_id = None
+    if source and source != b.host:
+        with store.transaction() as session:
+            inv = hosts_inventory(session, [source])
+        result = executor.run(executor.Job(playbook="instance_delete.yml", inventory=inv, extravars={
+            "kvmfleet_instances": {source: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid}]}}))
+        job_id = result.id
+        if not result.host(source).ok or result.status is not executor.JobStatus.SUCCESSFUL:
+            message = (f"confirm resize of server {b.name}: removing it from the source host {source} failed: "
+                       f"{result.error_for(source) or 'failed'}")
+            finish(store, b, False, {}, result.id, message)
+            raise OperationFailed(message, instance=b.uuid)
+    elif old.get("grown_in_place"):
+        result = run_on_host(store, b, "instance_resize_confirm.yml", {
+            "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid,
+                                             "kept": list(old["grown_in_place"])}]}})
+        job_id = result.id
+        if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
+            fail_op(store, b, result, "confirm resize (removing the disks kept for a revert)")
+    confirm_move_claim(store.session_factory, b.uuid)
+    finish(store, b, True, {"vm_state": back, "old_flavor": None, "new_flavor": None}, job_id)
+    return status_of(store, b.uuid)
+
+
+def revert_resize(store: Any, key: str, project: str | None = None) -> str:
+    """Back to the old flavor: after a move, the destination domain and its disks go first, then the
+    instance starts again on its source (whose domain kept the old flavor and disks) and the destination
+    claim goes; after an in-place resize, the grown disks are replaced by the originals kept beside them."""
+    b = begin(store, key, "revertResize", "compute_revert_resize", project)
+    with store.transaction() as session:
+        old = dict(session.get(Instance, b.uuid).old_flavor or {})
+    back = VmState(old.pop("vm_state", "active"))
+    source = old.pop("source_host", None) or b.host
+    restore = list(old.pop("grown_in_place", None) or [])
+    if source != b.host:
+        result = run_on_host(store, b, "instance_delete.yml", {
+            "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid}]}})
+        if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
+            fail_op(store, b, result, "revert resize (removing the resized copy)")
+        with store.transaction() as session:
+            store_api.save_instance(session, b.uuid, {"host": source, "node": source},
+                                    expected_task_state=TaskState.RESIZE_REVERTING)
+        b.host = source
+        restore = []  # the source's disks were never changed
+    result = run_on_host(store, b, "instance_resize.yml", {
+        "kvmfleet_start": back is VmState.ACTIVE,
+        "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid, "vcpus": old["vcpus"],
+                                         "memory_mb": old["memory_mb"], "restore": restore}]}})
+    if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
+        fail_op(store, b, result, "revert resize")
+    revert_move(store.session_factory, b.uuid)
+    power = PowerState.RUNNING if back is VmState.ACTIVE else PowerState.SHUTDOWN
+    finish(store, b, True, {"vm_state": back, "power_state": power, "old_flavor": None, "new_flavor": None,
+                             **old}, result.id)
+    return status_of(store, b.uuid)
