@@ -12,7 +12,22 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="kvmfleet: VM
 
 
 def _register() -> None:
-    from kvmfleet.cli import bench, db, flavor, host, image, lab, project, quota, serve, server, server_group
+    from kvmfleet.cli import (
+        bench,
+        cloud_config,
+        db,
+        flavor,
+        host,
+        identity,
+        image,
+        lab,
+        project,
+        quota,
+        serve,
+        server,
+        server_group,
+        user,
+    )
 
     app.add_typer(server.app, name="server", help="Servers (instances): create, list, lifecycle actions.")
     app.add_typer(flavor.app, name="flavor", help="Flavors (instance sizes).")
@@ -20,6 +35,9 @@ def _register() -> None:
     app.add_typer(server_group.app, name="server-group", help="Server groups (affinity policies).")
     app.add_typer(host.app, name="host", help="Compute hosts.")
     app.add_typer(project.app, name="project", help="Projects (tenants).")
+    app.add_typer(identity.app, name="identity", help="Identity (Keystone v3): bootstrap, token purge.")
+    app.add_typer(user.app, name="user", help="Users of the built-in identity service.")
+    app.command("cloud-config")(cloud_config.cloud_config)
     app.add_typer(quota.app, name="quota", help="Quota limits and usage per project.")
     app.add_typer(db.app, name="db", help="The store's schema.")
     app.add_typer(lab.app, name="lab", help="The one-machine lab of compute hosts.")

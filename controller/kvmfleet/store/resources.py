@@ -43,11 +43,17 @@ def _non_negative(value: Any, what: str, minimum: int = 0) -> int:
     return value
 
 
-def create_project(session: Any, name: str, description: str = "", enabled: bool = True) -> Project:
+def create_project(session: Any, name: str, description: str = "", enabled: bool = True,
+                   domain_id: str = "default", project_id: str | None = None) -> Project:
+    """A project (a Keystone project in ``domain_id``). Names are unique across domains here (the CLI
+    finds projects by name alone) and follow the collection's rule: they reach the hosts' metadata."""
     validate_name(name, "project")
     if session.scalars(select(Project).where(Project.name == name)).first() is not None:
         raise AlreadyExists(f"project {name} already exists", project=name)
-    project = Project(name=name, description=description or "", enabled=enabled)
+    if project_id is not None and session.get(Project, project_id) is not None:
+        raise AlreadyExists(f"project id {project_id} already exists", project=project_id)
+    extra = {"id": project_id} if project_id is not None else {}
+    project = Project(name=name, description=description or "", enabled=enabled, domain_id=domain_id, **extra)
     session.add(project)
     session.flush()
     return project
