@@ -16,9 +16,10 @@ from typing import Any
 import jsonschema
 from fastapi import Request
 
-from kvmfleet.api.faults import BadRequest, TooLarge
+from kvmfleet.api.faults import ApiError, BadRequest, TooLarge
 
 MAX_BODY = 114688  # oslo.middleware's default max_request_body_size (bytes)
+SECRET_FIELDS = frozenset({"user_data", "adminPass", "password", "private_key"})
 
 
 async def json_body(request: Request) -> Any:
@@ -49,12 +50,19 @@ def _field(error: jsonschema.ValidationError) -> str:
     return "/".join(str(p) for p in error.absolute_path) or "the request body"
 
 
-def validate(schema: dict[str, Any], body: Any) -> Any:
-    """Raise BadRequest naming the first invalid field (Nova's 'Invalid input for field/attribute ...')."""
-    validator = jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker())
+def validate(schema: dict[str, Any], body: Any, format_checker: jsonschema.FormatChecker | None = None) -> Any:
+    """Raise BadRequest naming the first invalid field (Nova's 'Invalid input for field/attribute ...').
+    ``format_checker``: the service's own formats (a check raising an ApiError gives its message)."""
+    validator = jsonschema.Draft4Validator(schema, format_checker=format_checker or jsonschema.FormatChecker())
     error = jsonschema.exceptions.best_match(validator.iter_errors(body))
     if error is None:
         return body
+    if isinstance(error.cause, ApiError):
+        raise error.cause
+    if SECRET_FIELDS.intersection(str(p) for p in error.absolute_path):
+        # never echo a secret (user data, a password) back: name the field and the rule only
+        raise BadRequest(f"Invalid input for field/attribute {_field(error)}. The value failed the "
+                         f"'{error.validator}' check.")
     value = error.instance
     shown = json.dumps(value)[:200] if not isinstance(value, str) else value[:200]
     if error.validator == "additionalProperties":
