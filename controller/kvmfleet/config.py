@@ -6,7 +6,9 @@ File: ``$KVMFLEET_CONFIG`` if set, else ``<state dir>/kvmfleet.yml`` if it exist
       url: postgresql+psycopg://kvmfleet@localhost/kvmfleet   # default: SQLite <state dir>/kvmfleet.db
     allocation_ratios: {cpu: 4.0, ram: 1.0, disk: 1.0}        # Nova's initial_*_allocation_ratio
     reserved: {host_memory_mb: 512, host_disk_gb: 0, host_cpus: 0}
-    quota: {instances: 10, cores: 20, ram: 51200}             # defaults for projects without limits
+    quota: {instances: 10, cores: 20, ram: 51200}             # defaults for projects without limits; also
+                                                              # key_pairs, server_groups, server_group_members,
+                                                              # metadata_items (Nova's 100, 10, 10, 128)
     scheduler:
       enabled_filters: [ComputeFilter, ...]                   # omitted: the scheduler's own default list
       weighers: [RAMWeigher, ...]                             # omitted: the scheduler's own default list
@@ -69,6 +71,10 @@ class QuotaDefaults:
     instances: int = 10
     cores: int = 20
     ram: int = 51200
+    key_pairs: int = 100  # per user
+    server_groups: int = 10
+    server_group_members: int = 10  # per server group
+    metadata_items: int = 128  # per server
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -187,7 +193,7 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
 
     ratios = _section(data.get("allocation_ratios"), "allocation_ratios", {"cpu", "ram", "disk"})
     reserved = _section(data.get("reserved"), "reserved", {"host_memory_mb", "host_disk_gb", "host_cpus"})
-    quota = _section(data.get("quota"), "quota", {"instances", "cores", "ram"})
+    quota = _section(data.get("quota"), "quota", {f.name for f in dataclasses.fields(QuotaDefaults)})
     sched = _section(data.get("scheduler"), "scheduler", {"enabled_filters", "weighers", "multipliers",
                                                           "max_attempts", "max_instances_per_host",
                                                           "host_subset_size"})
@@ -229,7 +235,8 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
         reserved_host_disk_gb=_number(reserved.get("host_disk_gb", 0), "reserved.host_disk_gb", int, 0),
         reserved_host_cpus=_number(reserved.get("host_cpus", 0), "reserved.host_cpus", int, 0),
         quota=QuotaDefaults(**{
-            k: _number(quota.get(k, getattr(q_defaults, k)), f"quota.{k}", int, -1) for k in ("instances", "cores", "ram")
+            f.name: _number(quota.get(f.name, getattr(q_defaults, f.name)), f"quota.{f.name}", int, -1)
+            for f in dataclasses.fields(QuotaDefaults)
         }),
         scheduler=SchedulerSettings(
             enabled_filters=_names(sched.get("enabled_filters"), "scheduler.enabled_filters"),

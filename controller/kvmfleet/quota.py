@@ -13,6 +13,12 @@ counts again with no delta (limits may have been lowered meanwhile); the caller 
 
 Limits: a project's own limit (table quotas), else the operator default (table quota_defaults), else
 the configuration default (config.quota). -1 means unlimited.
+
+The rest of Nova's quota set (COUNTED) is counted where it is used: ``check_key_pairs`` (per user),
+``check_server_groups`` (per project), ``check_server_group_members`` (per group, when members are
+created), ``check_metadata_items`` (per server); ``detail()`` gives every resource's limit and use as
+Nova's quota detail does. ``limits()``/``default_limits()`` keep to instances/cores/ram; ``all_limits()``
+and ``all_default_limits()`` give ALL_RESOURCES.
 """
 
 from __future__ import annotations
@@ -26,9 +32,16 @@ from sqlalchemy.orm import Session
 from kvmfleet.config import get_settings
 from kvmfleet.store.api import get_project
 from kvmfleet.store.errors import InvalidInput, NotFound, StoreError
-from kvmfleet.store.models import Instance, Project, Quota, QuotaDefault
+from kvmfleet.store.models import Instance, KeyPair, Project, Quota, QuotaDefault, ServerGroup
 
 RESOURCES = ("instances", "cores", "ram")
+# Counted per project (server groups), per user (key pairs) or per server / group (metadata items, group
+# members), checked by the functions below; with RESOURCES they are Nova's quota set at 2.57.
+COUNTED = ("key_pairs", "server_groups", "server_group_members", "metadata_items")
+# Shown by the API before 2.57 (injected files) and 2.36 (nova-network), never enforced: Nova's defaults.
+LEGACY = {"injected_files": 5, "injected_file_content_bytes": 10240, "injected_file_path_bytes": 255,
+          "fixed_ips": -1, "floating_ips": -1, "security_groups": -1, "security_group_rules": -1}
+ALL_RESOURCES = RESOURCES + COUNTED + tuple(LEGACY)
 UNLIMITED = -1
 
 
@@ -51,8 +64,8 @@ def _project(session: Session, project: Project | str) -> Project:
 def _validate_limits(values: Mapping[str, int | None]) -> dict[str, int]:
     out = {}
     for name, value in values.items():
-        if name not in RESOURCES:
-            raise InvalidInput(f"unknown quota resource {name!r} (known: {', '.join(RESOURCES)})")
+        if name not in ALL_RESOURCES:
+            raise InvalidInput(f"unknown quota resource {name!r} (known: {', '.join(ALL_RESOURCES)})")
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < UNLIMITED:
@@ -61,22 +74,35 @@ def _validate_limits(values: Mapping[str, int | None]) -> dict[str, int]:
     return out
 
 
-def default_limits(session: Session) -> dict[str, int]:
-    """The limits a project without its own gets: operator defaults over configuration defaults."""
-    limits = get_settings().quota.as_dict()
+def all_default_limits(session: Session) -> dict[str, int]:
+    """Every resource's default (ALL_RESOURCES): operator defaults over configuration defaults."""
+    limits = {**get_settings().quota.as_dict(), **LEGACY}
     for row in session.scalars(select(QuotaDefault)).all():
         if row.resource in limits:
             limits[row.resource] = row.hard_limit
     return limits
 
 
-def limits(session: Session, project: Project | str) -> dict[str, int]:
+def default_limits(session: Session) -> dict[str, int]:
+    """The instances/cores/ram limits a project without its own gets."""
+    defaults = all_default_limits(session)
+    return {name: defaults[name] for name in RESOURCES}
+
+
+def all_limits(session: Session, project: Project | str) -> dict[str, int]:
+    """A project's effective limit of every resource (ALL_RESOURCES)."""
     proj = _project(session, project)
-    result = default_limits(session)
+    result = all_default_limits(session)
     for row in session.scalars(select(Quota).where(Quota.project_id == proj.id)).all():
         if row.resource in result:
             result[row.resource] = row.hard_limit
     return result
+
+
+def limits(session: Session, project: Project | str) -> dict[str, int]:
+    """A project's effective instances/cores/ram limits."""
+    every = all_limits(session, project)
+    return {name: every[name] for name in RESOURCES}
 
 
 def usage(session: Session, project: Project | str) -> dict[str, int]:
@@ -165,6 +191,68 @@ def set_default_limits(session: Session, **values: int | None) -> dict[str, int]
             row.hard_limit = value
     session.flush()
     return default_limits(session)
+
+
+def _over(proj: Project, resource: str, requested: int, used: int, limit: int) -> None:
+    if requested >= 0 and limit != UNLIMITED and used + requested > limit:
+        raise OverQuota(proj.name, [{"resource": resource, "requested": requested, "used": used, "limit": limit}])
+
+
+def count_key_pairs(session: Session, user_id: str) -> int:
+    return int(session.scalar(select(func.count()).select_from(KeyPair).where(KeyPair.user_id == user_id)) or 0)
+
+
+def count_server_groups(session: Session, project: Project | str) -> int:
+    proj = _project(session, project)
+    return int(session.scalar(select(func.count()).select_from(ServerGroup)
+                              .where(ServerGroup.project_id == proj.id)) or 0)
+
+
+def count_server_group_members(session: Session, group_id: str) -> int:
+    return int(session.scalar(select(func.count()).select_from(Instance).where(
+        Instance.server_group_id == group_id, Instance.deleted_at.is_(None))) or 0)
+
+
+def check_key_pairs(session: Session, project: Project | str, user_id: str, adding: int = 1) -> None:
+    """OverQuota if ``user_id`` may not hold ``adding`` more key pairs (Nova counts key pairs per user
+    against the project's key_pairs limit). Takes the project's quota lock; create in the same transaction."""
+    proj = lock(session, project)
+    _over(proj, "key_pairs", adding, count_key_pairs(session, user_id), all_limits(session, proj)["key_pairs"])
+
+
+def check_server_groups(session: Session, project: Project | str, adding: int = 1) -> None:
+    """OverQuota if the project may not have ``adding`` more server groups. Takes the quota lock."""
+    proj = lock(session, project)
+    _over(proj, "server_groups", adding, count_server_groups(session, proj), all_limits(session, proj)["server_groups"])
+
+
+def check_server_group_members(session: Session, project: Project | str, group_id: str, adding: int) -> None:
+    """OverQuota if the server group may not take ``adding`` more members (server_group_members). Call it
+    where the members are created, after the project's quota lock (``check``) is taken."""
+    proj = _project(session, project)
+    _over(proj, "server_group_members", adding, count_server_group_members(session, group_id),
+          all_limits(session, proj)["server_group_members"])
+
+
+def check_metadata_items(session: Session, project: Project | str, count: int) -> None:
+    """OverQuota if a server would hold ``count`` metadata items (metadata_items is per server)."""
+    proj = _project(session, project)
+    _over(proj, "metadata_items", count, 0, all_limits(session, proj)["metadata_items"])
+
+
+def detail(session: Session, project: Project | str, user_id: str | None = None) -> dict[str, dict[str, int]]:
+    """{resource: {limit, in_use, reserved}} for ALL_RESOURCES, as Nova's quota detail: instances, cores,
+    ram and server_groups counted for the project, key_pairs for ``user_id`` (0 without one: key pairs
+    belong to users), 0 for the per-server and per-group resources and the legacy ones; reserved is
+    always 0 (counted, never reserved)."""
+    proj = _project(session, project)
+    hard = all_limits(session, proj)
+    used = {name: 0 for name in ALL_RESOURCES}
+    used.update(usage(session, proj))
+    used["server_groups"] = count_server_groups(session, proj)
+    if user_id:
+        used["key_pairs"] = count_key_pairs(session, user_id)
+    return {name: {"limit": hard[name], "in_use": used[name], "reserved": 0} for name in ALL_RESOURCES}
 
 
 def flavor_deltas(flavor: Any, count: int = 1) -> dict[str, int]:

@@ -62,7 +62,7 @@ def host_states(session: Session, names: Iterable[str] | None = None) -> list[Ho
         states.append(HostState(
             h.name, address=h.address, arch=h.arch or "x86_64", az=h.availability_zone,
             aggregates=[{"name": a.name, "metadata": dict(a.metadata_ or {})} for a in h.aggregates],
-            enabled=h.enabled, up=(h.state == HostUpDown.UP and fresh),
+            enabled=h.enabled, up=(h.state == HostUpDown.UP and fresh and not h.forced_down),
             vcpus=max(h.vcpus, 0), memory_mb=max(h.memory_mb, 0), disk_gb=max(h.local_gb, 0),
             cpu_allocation_ratio=h.cpu_allocation_ratio, ram_allocation_ratio=h.ram_allocation_ratio,
             disk_allocation_ratio=h.disk_allocation_ratio, reserved_vcpus=h.reserved_host_cpus,

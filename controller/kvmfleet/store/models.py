@@ -230,6 +230,8 @@ class Host(Base):
     last_heartbeat_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     facts: Mapped[dict[str, Any] | None] = mapped_column(MutableDict.as_mutable(JSON()), default=None)
     failed_builds: Mapped[int] = mapped_column(Integer, default=0)
+    # Nova's service forced_down (revision 0003): an operator fenced the host; it counts as down.
+    forced_down: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # Ansible connection vars (ansible_user, ansible_ssh_private_key_file, ansible_ssh_common_args,
     # ansible_python_interpreter...): paths and options, never a password or key material.
     connection: Mapped[dict[str, Any]] = mapped_column(MutableDict.as_mutable(JSON()), default=dict,
@@ -260,6 +262,7 @@ class Aggregate(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)  # revision 0003
 
     hosts: Mapped[list[Host]] = relationship(secondary=aggregate_hosts, back_populates="aggregates")
 

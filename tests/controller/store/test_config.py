@@ -11,7 +11,8 @@ def test_defaults(tmp_path):
     assert s.database_url == f"sqlite:///{tmp_path}/kvmfleet.db"
     assert (s.cpu_allocation_ratio, s.ram_allocation_ratio, s.disk_allocation_ratio) == (4.0, 1.0, 1.0)
     assert s.reserved_host_memory_mb == 512
-    assert s.quota.as_dict() == {"instances": 10, "cores": 20, "ram": 51200}
+    assert s.quota.as_dict() == {"instances": 10, "cores": 20, "ram": 51200, "key_pairs": 100, "server_groups": 10,
+                                 "server_group_members": 10, "metadata_items": 128}
     assert s.scheduler.enabled_filters is None
     assert s.scheduler.multiplier("BuildFailureWeigher") == 1000000.0
     assert s.resize_transfer == "direct"

@@ -145,9 +145,22 @@ def upgrade() -> None:
     with op.batch_alter_table('projects', schema=None) as batch_op:
         batch_op.add_column(sa.Column('domain_id', sa.String(length=64), server_default=sa.text("'default'"), nullable=False))
 
+    # Nova's service forced_down (os-services 2.11) and the aggregate's updated_at (os-aggregates).
+    with op.batch_alter_table('hosts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('forced_down', sa.Boolean(), server_default=sa.text('false'), nullable=False))
+
+    with op.batch_alter_table('aggregates', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('updated_at', UTCDateTime(), nullable=True))
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('aggregates', schema=None) as batch_op:
+        batch_op.drop_column('updated_at')
+
+    with op.batch_alter_table('hosts', schema=None) as batch_op:
+        batch_op.drop_column('forced_down')
+
     with op.batch_alter_table('projects', schema=None) as batch_op:
         batch_op.drop_column('domain_id')
 
