@@ -64,7 +64,7 @@ def qcow2(tmp_path_factory):
 def test_transfer_once_then_unchanged(qcow2, tmp_path):
     cache = tmp_path / "images"
     args = {"name": "base.qcow2", "src": str(qcow2 / "base.qcow2"), "sha256": sha256(qcow2 / "base.qcow2"),
-                "images_dir": str(cache)}
+            "images_dir": str(cache)}
 
     check, puts = ansible_image(tmp_path, "--check", "--diff", **args)
     assert check["changed"] is True and puts == 0 and not cache.exists()

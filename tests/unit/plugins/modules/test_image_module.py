@@ -149,7 +149,7 @@ def test_verified_copy_discard_leaves_nothing(images, tmp_path):
 
 def test_add_then_unchanged(images, cache, run):
     args = {"name": "good.qcow2", "remote_src": str(images / "good.qcow2"), "sha256": sha256(images / "good.qcow2"),
-                "images_dir": str(cache)}
+            "images_dir": str(cache)}
     first = run(**args)
     assert first["changed"] is True and first["transferred"] is True
     assert first["diff"] == {"before": {"state": "absent"},
@@ -174,7 +174,7 @@ def test_add_then_unchanged(images, cache, run):
 
 def test_check_mode_changes_nothing(images, cache, run):
     args = {"name": "good.qcow2", "remote_src": str(images / "good.qcow2"), "sha256": sha256(images / "good.qcow2"),
-                "images_dir": str(cache)}
+            "images_dir": str(cache)}
     result = run(check=True, **args)
     assert result["changed"] is True and result["transferred"] is False
     assert result["image"]["virtual_size"] == 3 * 1024 * 1024
