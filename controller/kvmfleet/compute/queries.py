@@ -226,12 +226,19 @@ class Related:
         return self.ports.get(inst.uuid, [])
 
 
+def network_names(inst: Instance) -> list[str]:
+    """The networks an instance was asked to have, one NIC each (``networks``; older rows: ``network``)."""
+    config = inst.config or {}
+    if "networks" in config:
+        return list(config["networks"] or [])
+    network = config.get("network", DEFAULT_NETWORK)
+    return [network] if network else []
+
+
 def _nics_from_config(inst: Instance) -> list[Nic]:
-    network = (inst.config or {}).get("network", DEFAULT_NETWORK)
-    if not network:
-        return []
-    return [Nic(mac=mac, ip=None, network_id=None, network_name=network)
-            for mac in (inst.config or {}).get("macs") or []]
+    macs = (inst.config or {}).get("macs") or []
+    return [Nic(mac=mac, ip=None, network_id=None, network_name=net)
+            for mac, net in zip(macs, network_names(inst))]
 
 
 def _nics(session: Any, instances: list[Instance]) -> dict[str, list[Nic]]:
@@ -260,3 +267,41 @@ def related(session: Any, instances: list[Instance]) -> Related:
     live = [i for i in instances if i.vm_state is not VmState.BUILDING]
     rel.ports = _nics(session, live) if live else {}
     return rel
+
+
+def action_updated_at(action: Any) -> dt.datetime | None:
+    """When an action last changed (Nova's instance_actions.updated_at): its latest event time, or its own."""
+    times = [action.start_time, action.finish_time]
+    for event in action.events:
+        times += [event.start_time, event.finish_time]
+    times = [t for t in times if t is not None]
+    return max(times) if times else None
+
+
+def list_actions(session: Any, instance_uuid: str, *, limit: int | None = None, marker: str | None = None,
+                 changes_since: dt.datetime | None = None, changes_before: dt.datetime | None = None) -> list[Any]:
+    """An instance's actions newest first (Nova's actions_get), paged by request id."""
+    from kvmfleet.store.models import InstanceAction
+
+    rows = list(session.scalars(select(InstanceAction).where(InstanceAction.instance_uuid == instance_uuid)
+                                .order_by(InstanceAction.start_time.desc(), InstanceAction.id.desc())).all())
+    if changes_since is not None or changes_before is not None:
+        rows = [a for a in rows if (u := action_updated_at(a)) is not None
+                and (changes_since is None or u >= changes_since) and (changes_before is None or u <= changes_before)]
+    if marker is not None:
+        index = next((i for i, a in enumerate(rows) if a.request_id == marker), None)
+        if index is None:
+            raise InvalidRequest(f"Marker {marker} could not be found.")
+        rows = rows[index + 1:]
+    return rows[:limit] if limit is not None else rows
+
+
+def get_action(session: Any, instance_uuid: str, request_id: str) -> Any:
+    from kvmfleet.store.models import InstanceAction
+
+    row = session.scalars(select(InstanceAction).where(InstanceAction.instance_uuid == instance_uuid,
+                                                       InstanceAction.request_id == request_id)
+                          .order_by(InstanceAction.id.desc())).first()
+    if row is None:
+        raise NotFound(f"Action {request_id} not found", request_id=request_id)
+    return row

@@ -18,7 +18,7 @@ import hashlib
 from typing import Any
 from urllib.parse import urlencode
 
-from kvmfleet.compute.queries import Related
+from kvmfleet.compute.queries import Related, network_names
 from kvmfleet.store.models import Instance
 from kvmfleet.store.states import PowerState, VmState
 
@@ -143,7 +143,7 @@ class ServerView:
         return "UP" if str(host.state) == "up" else "UNKNOWN"
 
     def _security_groups(self, inst: Instance) -> list[dict[str, str]] | None:
-        return [{"name": "default"}] if self.rel.nics(inst) or (inst.config or {}).get("network") else None
+        return [{"name": "default"}] if self.rel.nics(inst) or network_names(inst) else None
 
     def _user_data(self, inst: Instance) -> str | None:
         data = (inst.config or {}).get("user_data")
@@ -181,7 +181,7 @@ class ServerView:
             if fault:
                 out["fault"] = fault
         if status in PROGRESS_STATUSES:
-            out["progress"] = 100 if status == "ACTIVE" else 0
+            out["progress"] = 0  # Nova reports 0 unless a driver tracks progress (libvirt's does not)
         if full:
             out["OS-EXT-AZ:availability_zone"] = self._availability_zone(inst)
             out["config_drive"] = "True"  # every kvmfleet guest gets a config drive (its seed)
