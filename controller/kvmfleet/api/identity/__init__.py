@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 def routers() -> list[APIRouter]:
     """Every router of this service, each with its own path prefix."""
-    from kvmfleet.api.identity import auth, versions
+    from kvmfleet.api.identity import auth, catalog, domains, projects, roles, users, versions
 
-    return [versions.router, auth.router]
+    return [versions.router, auth.router, domains.router, projects.router, users.router, roles.router,
+            catalog.router]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from kvmfleet.api import policy
 from kvmfleet.api.context import RequestContext, context
@@ -44,3 +44,22 @@ def authorize(ctx: RequestContext, rule: str, owner: bool = False) -> None:
     if owner or policy.allowed(ctx, rule):
         return
     raise Forbidden(f"You are not authorized to perform the requested action: {rule}.")
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """Keystone's query flags: present with no value, or with any value but 0/false, is true."""
+    if name not in request.query_params:
+        return False
+    return request.query_params[name].strip().lower() not in ("0", "false", "no", "off")
+
+
+def query_bool(request: Request, name: str) -> bool | None:
+    """An optional boolean filter (``?enabled=false``); absent is None."""
+    if name not in request.query_params:
+        return None
+    return query_flag(request, name)
+
+
+def query_str(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    return value if value else None
