@@ -24,9 +24,9 @@ TEST_LAB   ?= ci$(shell echo -n "$(REPO)" | md5sum | cut -c1-4)
         test-integration test-controller lab-up lab-down postgres lint bench clean
 
 help:
-	@echo "make demo   - install what is missing, bring up a 3-host lab, start one tiny guest per host"
+	@echo "make demo   - install what is missing, bring up a 3-host lab, start one tiny guest per host, serve the API"
 	@echo "make test   - install what is missing and run every test (unit, sanity, lab integration, controller)"
-	@echo "make demo-down - tear the demo lab down"
+	@echo "make demo-down - stop the demo's kvmfleet serve (by its pid) and tear the demo lab down"
 
 $(STAMPS):
 	mkdir -p $@
@@ -58,6 +58,7 @@ demo: collection image
 	DEMO_LAB=$(DEMO_LAB) bash scripts/demo.sh
 
 demo-down: venv
+	DEMO_LAB=$(DEMO_LAB) bash scripts/demo.sh down
 	$(KVMFLEET) lab down --name $(DEMO_LAB)
 	rm -rf $(REPO)/.cache/demo-state
 

@@ -1,0 +1,70 @@
+"""Property-based run of schemathesis (v4) over the served /openapi.json with an admin token: every
+generated request, valid or not, must get an answer below 500.
+
+It runs against a service of its own (its own state dir and store, the tiny image and a flavor, and NO
+compute host), so no generated request can build a server on a host or disturb the shared session's
+service: a server create there is refused at once (no host can take it). The run is bounded: a few
+examples per operation, a fixed seed, a wall-clock cap.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import BIN, TINY_IMAGE, Service, make_service
+
+MAX_EXAMPLES = 6
+MAX_SECONDS = 900
+
+
+@pytest.fixture(scope="module")
+def fuzz_service(tmp_path_factory: pytest.TempPathFactory) -> Service:
+    svc = make_service(tmp_path_factory.mktemp("fuzz"))
+    svc.cli("image", "register", "tiny", "--file", str(TINY_IMAGE))
+    svc.cli("flavor", "create", "fuzz.nano", "--vcpus", "1", "--ram", "128", "--disk", "1")
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def test_openapi_document_is_served(fuzz_service: Service) -> None:
+    doc = httpx.get(f"{fuzz_service.url}/openapi.json", timeout=30).json()
+    assert doc["openapi"].startswith("3."), doc.get("openapi")
+    prefixes = {p.split("/")[1] for p in doc["paths"]}
+    assert {"identity", "compute", "image", "network"} <= prefixes, sorted(prefixes)
+    # bodies are documented, so the fuzzer sends bodies of the right shape (and every wrong one)
+    for path in ("/compute/v2.1/servers", "/identity/v3/auth/tokens"):
+        body = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body.get("properties") or body.get("$ref"), (path, body)
+
+
+def test_schemathesis_finds_no_server_error(fuzz_service: Service, tmp_path: Path) -> None:
+    token = fuzz_service.token()
+    junit = tmp_path / "schemathesis.xml"
+    argv = [str(BIN / "schemathesis"), "run", f"{fuzz_service.url}/openapi.json",
+            "--url", fuzz_service.url,
+            "-H", f"X-Auth-Token: {token}",
+            "--checks", "not_a_server_error",
+            "--max-examples", str(MAX_EXAMPLES),
+            "--phases", "examples,coverage,fuzzing",
+            "--seed", "7",
+            "--workers", "2",
+            "--request-timeout", "60",
+            "--suppress-health-check", "all",
+            "--report", "junit", "--report-junit-path", str(junit),
+            "--output-sanitize", "true"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=MAX_SECONDS + 300, check=False,
+                          env={**fuzz_service.env, "NO_COLOR": "1"})
+    summary = proc.stdout[-12000:]
+    assert junit.is_file(), f"schemathesis wrote no report (rc {proc.returncode}):\n{summary}\n{proc.stderr[-3000:]}"
+    report = junit.read_text()
+    assert "Server error" not in report and "not_a_server_error" not in report, summary
+    assert proc.returncode == 0, f"schemathesis exited {proc.returncode}:\n{summary}\n{proc.stderr[-3000:]}"
+    # the service answered the whole run and still works
+    with fuzz_service.http(token) as http:
+        assert http.get("/compute/v2.1/flavors").status_code == 200
+    assert "Traceback" not in fuzz_service.log_text(), json.dumps(fuzz_service.log_text()[-3000:])
