@@ -50,7 +50,9 @@ class _LazyFileHandler(logging.FileHandler):
     (lab, image) never create the state directory."""
 
     def _open(self):  # type: ignore[no-untyped-def]
-        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        from kvmfleet import paths
+
+        paths.ensure_private_dir(Path(self.baseFilename).parent)  # the state dir is 0700, never 0755
         return super()._open()
 
 

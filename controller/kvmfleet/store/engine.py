@@ -98,9 +98,10 @@ def make_engine(url: str | None = None, busy_timeout_ms: int | None = None, **kw
 
         url = get_settings().database_url
     parsed = make_url(url)
+    _private_state_dir()
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            _private_sqlite_file(Path(parsed.database))
         busy_ms = int(busy_timeout_ms if busy_timeout_ms is not None else SQLITE_BUSY_TIMEOUT_MS)
         connect_args = {"timeout": busy_ms / 1000, "check_same_thread": False}
         connect_args.update(kwargs.pop("connect_args", {}))
@@ -111,6 +112,37 @@ def make_engine(url: str | None = None, busy_timeout_ms: int | None = None, **kw
         parsed = parsed.set(drivername="postgresql+psycopg")  # the driver we install
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(parsed, **kwargs)
+
+
+def _configured_state_dir() -> Path:
+    from kvmfleet import paths
+    from kvmfleet.config import ConfigError, get_settings
+
+    try:
+        return Path(get_settings().state_dir)
+    except ConfigError:  # a bad config file must not hide the store's own error
+        return paths.state_dir()
+
+
+def _private_state_dir() -> None:
+    """Whatever the backend, the state dir (logs, job artifacts, pid file) is 0700: made so, or
+    tightened when an older kvmfleet left it open."""
+    from kvmfleet import paths
+
+    paths.ensure_state_dir(_configured_state_dir())
+
+
+def _private_sqlite_file(db: Path) -> None:
+    """The store holds user data and password hashes: its directory is made 0700 (tightened when it is
+    the state dir) and the file 0600 before SQLite opens it (SQLite gives the -wal and -shm files the
+    database file's mode)."""
+    from kvmfleet import paths
+
+    state = _configured_state_dir()
+    parent = db.parent
+    is_state_dir = parent.resolve() == state.resolve() if parent.exists() and state.exists() else parent == state
+    paths.ensure_private_dir(parent, tighten=is_state_dir)
+    paths.ensure_private_file(db)
 
 
 def _sqlite_setup(engine: Engine, busy_ms: int) -> None:
