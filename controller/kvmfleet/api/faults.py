@@ -107,9 +107,15 @@ def _status_of(exc: Exception) -> tuple[int, str | None] | None:
     """The status for an error of the layers below (compute, store, identity, quota), or None."""
     from kvmfleet import quota
     from kvmfleet.compute import errors as cerr
+    from kvmfleet.images import errors as imerr
     from kvmfleet.store import errors as serr
 
     table: list[tuple[type[Exception], int, str | None]] = [
+        # the image registry's (Glance's) codes, before the store classes they extend
+        (imerr.ImageForbidden, 403, "Forbidden"),
+        (imerr.ImageDataRefused, 415, "InvalidImageData"),
+        (imerr.ImageTooLarge, 413, "RequestEntityTooLarge"),
+        (imerr.ImageGone, 410, "Gone"),
         (serr.NotFound, 404, "NotFound"),
         (serr.AlreadyExists, 409, "Conflict"),
         (serr.InUse, 409, "InUse"),

@@ -43,7 +43,7 @@ def build_tiny(
     Console().print(table, highlight=False)
 
 
-# --- image registry (register/list/show/delete): owned by the lifecycle work, see kvmfleet.images.registry ---
+# --- image registry: the same kvmfleet.images functions the Image API (Glance v2) calls ---
 
 
 @app.command("register")
@@ -54,23 +54,27 @@ def register(
     disk_format: str = typer.Option("qcow2", "--disk-format", help="qcow2 or raw (never probed)."),
     min_ram: int = typer.Option(0, "--min-ram", help="MiB the image needs."),
     min_disk: int = typer.Option(0, "--min-disk", help="GiB the image needs."),
+    visibility: str = typer.Option("public", "--visibility", help="public, community, shared or private."),
+    project: str = typer.Option(None, "--project", help="Owning project (default: none, an operator image)."),
+    properties: list[str] = typer.Option(None, "--property", help="KEY=VALUE image property (repeatable)."),  # noqa: B008
     fmt: str = typer.Option("table", "-f", "--format", help="table or json"),
 ) -> None:
-    """Register an image: sha256 and size computed, qcow2 checked, backing files refused."""
+    """Register an image: copied into the registry, inspected with its declared format (backing and
+    external data files refused), sha256/md5/sha512 recorded; the Image API lists it."""
     from kvmfleet.cli.host import Format, emit, errors_as_one_line
     from kvmfleet.images import registry
     from kvmfleet.store import get_store
+    from kvmfleet.store.resources import parse_properties
 
     with errors_as_one_line():
-        with get_store().transaction() as session:
-            data = registry.image_dict(registry.register(session, name, str(file), arch, disk_format,
-                                                         min_ram, min_disk))
-        emit(data, Format(fmt))
+        image = registry.register(get_store(), name, str(file), arch, disk_format, min_ram, min_disk,
+                                  visibility=visibility, project=project, properties=parse_properties(properties))
+        emit(registry.image_dict(image), Format(fmt))
 
 
 @app.command("list")
 def list_(fmt: str = typer.Option("table", "-f", "--format", help="table or json")) -> None:
-    """List registered images."""
+    """List images (registered here or through the Image API), deleted ones left out."""
     from kvmfleet.cli.host import Format, emit, errors_as_one_line
     from kvmfleet.images import registry
     from kvmfleet.store import get_store
@@ -79,30 +83,29 @@ def list_(fmt: str = typer.Option("table", "-f", "--format", help="table or json
         with get_store().transaction() as session:
             rows = [registry.image_dict(i) for i in registry.list_images(session)]
         emit(rows, Format(fmt), [("id", "ID"), ("name", "Name"), ("status", "Status"), ("disk_format", "Format"),
-                                 ("arch", "Arch"), ("size", "Size")])
+                                 ("arch", "Arch"), ("visibility", "Visibility"), ("size", "Size")])
 
 
 @app.command("show")
 def show(image: str, fmt: str = typer.Option("table", "-f", "--format", help="table or json")) -> None:
-    """Show a registered image."""
+    """Show an image (by id or name)."""
     from kvmfleet.cli.host import Format, emit, errors_as_one_line
-    from kvmfleet.images import registry
-    from kvmfleet.store import api, get_store
-
-    with errors_as_one_line():
-        with get_store().transaction() as session:
-            data = registry.image_dict(api.get_image(session, image))
-        emit(data, Format(fmt))
-
-
-@app.command("delete")
-def delete(image: str) -> None:
-    """Unregister an image no server uses (the file is left alone)."""
-    from kvmfleet.cli.host import errors_as_one_line
     from kvmfleet.images import registry
     from kvmfleet.store import get_store
 
     with errors_as_one_line():
         with get_store().transaction() as session:
-            registry.remove(session, image)
+            data = registry.image_dict(registry.find_image(session, image, registry.Viewer.operator()))
+        emit(data, Format(fmt))
+
+
+@app.command("delete")
+def delete(image: str) -> None:
+    """Delete an image and its copy in the registry (refused while a live server was built from it)."""
+    from kvmfleet.cli.host import errors_as_one_line
+    from kvmfleet.images import registry
+    from kvmfleet.store import get_store
+
+    with errors_as_one_line():
+        registry.remove(get_store(), image)
         print(f"image {image} deleted")

@@ -125,8 +125,8 @@ def get_flavor(session: Session, key: str) -> Flavor:
 
 
 def get_image(session: Session, key: str) -> Image:
-    """An image by id or name."""
-    return _by_id_or_name(session, Image, key, "image", Image.id, Image.name)
+    """An image by id or name (a name never finds a deleted image)."""
+    return _by_id_or_name(session, Image, key, "image", Image.id, Image.name, [Image.status != "deleted"])
 
 
 def get_host(session: Session, name: str) -> Host:

@@ -163,7 +163,8 @@ class Image(Base):
     __tablename__ = "images"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    # Glance: names are optional display names, not unique (lookups by name skip deleted images).
+    name: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     file_path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)  # bytes of the file
@@ -184,6 +185,7 @@ class Image(Base):
     os_hash_value: Mapped[str | None] = mapped_column(String(128), default=None)
     tags: Mapped[list[Any]] = mapped_column(MutableList.as_mutable(JSON()), default=list,
                                             server_default=text("'[]'"))
+    os_hidden: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(default=None, onupdate=utcnow)
 

@@ -133,6 +133,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('os_hash_algo', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('os_hash_value', sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column('tags', sa.JSON(), server_default=sa.text("'[]'"), nullable=False))
+        # Glance: optional, non-unique names; hidden images (os_hidden, images API 2.7).
+        batch_op.add_column(sa.Column('os_hidden', sa.Boolean(), server_default=sa.text('false'), nullable=False))
+        batch_op.alter_column('name', existing_type=sa.String(length=255), nullable=True)
+        batch_op.drop_constraint('uq_images_name', type_='unique')
+        batch_op.create_index(batch_op.f('ix_images_name'), ['name'], unique=False)
 
     with op.batch_alter_table('instances', schema=None) as batch_op:
         batch_op.add_column(sa.Column('metadata', sa.JSON(), server_default=sa.text("'{}'"), nullable=False))
@@ -173,6 +178,10 @@ def downgrade() -> None:
         batch_op.drop_column('metadata')
 
     with op.batch_alter_table('images', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_images_name'))
+        batch_op.create_unique_constraint('uq_images_name', ['name'])
+        batch_op.alter_column('name', existing_type=sa.String(length=255), nullable=False)
+        batch_op.drop_column('os_hidden')
         batch_op.drop_column('tags')
         batch_op.drop_column('os_hash_value')
         batch_op.drop_column('os_hash_algo')
