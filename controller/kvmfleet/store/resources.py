@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from kvmfleet.store.api import get_flavor, get_project, get_server_group
 from kvmfleet.store.errors import AlreadyExists, InUse, InvalidInput
@@ -67,9 +67,12 @@ def delete_project(session: Any, key: str) -> Project:
                                                                    Instance.deleted_at.is_(None))).scalar_one()
     if live:
         raise InUse(f"project {project.name} still has {live} instance(s): delete them first", project=project.name)
-    images = session.execute(select(func.count(Image.id)).where(Image.project_id == project.id)).scalar_one()
+    images = session.execute(select(func.count(Image.id)).where(Image.project_id == project.id,
+                                                                Image.status != "deleted")).scalar_one()
     if images:
         raise InUse(f"project {project.name} still owns {images} image(s): delete them first", project=project.name)
+    # deleted images that servers still name outlive their project, without an owner
+    session.execute(update(Image).where(Image.project_id == project.id).values(project_id=None))
     session.execute(delete(Instance).where(Instance.project_id == project.id))
     session.execute(delete(ServerGroup).where(ServerGroup.project_id == project.id))
     session.delete(project)
