@@ -285,6 +285,33 @@ def _secret_values(extravars: Mapping[str, Any], names: Iterable[str]) -> list[s
     return found
 
 
+class _Unsafe(str):
+    """A string Ansible must never template (YAML tag !unsafe)."""
+
+
+def _tag_unsafe(value: Any) -> Any:
+    if isinstance(value, str):
+        return _Unsafe(value)
+    if isinstance(value, Mapping):
+        return {str(k): _tag_unsafe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tag_unsafe(v) for v in value]
+    return value
+
+
+def unsafe_yaml(extravars: Mapping[str, Any]) -> str:
+    """The extravars as YAML with every string value tagged !unsafe: tenant text (a server's display name,
+    its user data) reaches the playbooks as data and is never rendered as a Jinja template on the controller."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(_Unsafe, lambda dumper, data: dumper.represent_scalar("!unsafe", str(data), style='"'))
+    return yaml.dump(_tag_unsafe(dict(extravars)), Dumper=Dumper, allow_unicode=True, sort_keys=False,
+                     default_flow_style=False, width=1 << 30)
+
+
 def jobs_dir() -> Path:
     return paths.state_dir() / "jobs"
 
@@ -350,7 +377,7 @@ def run(job: Job, keep: int | None = None) -> JobResult:
     redactor = _Redactor(_secret_values(job.extravars, job.secret_vars))
 
     extravars_file = pdd / "env" / "extravars"
-    _write_private(extravars_file, json.dumps(job.extravars))
+    _write_private(extravars_file, unsafe_yaml(job.extravars))
     _write_private(pdd / "inventory" / "hosts.json", json.dumps(job.inventory))
 
     events: list[dict[str, Any]] = []

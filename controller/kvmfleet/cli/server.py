@@ -1,8 +1,8 @@
 """`kvmfleet server` commands: the instance lifecycle.
 
-Operations run inline (the executor job runs in this process) and print the new status; `create`
-without --wait persists the request, hands the build to a detached `kvmfleet server _build` process
-and returns at once with the servers in BUILD.
+
+
+
 """
 
 from __future__ import annotations
@@ -54,24 +54,25 @@ def _print_explanation(data: dict[str, Any], fmt: Format) -> None:
     emit(rows, fmt, [("rank", "#"), ("host", "Host"), ("result", "Result"), ("detail", "Weight / rejected by")])
 
 
-def _build_with_progress(store: Any, uuids: list[str], names: dict[str, str]) -> dict[str, str]:
-    from kvmfleet.compute import api
-
+def _build_with_progress(names: dict[str, str], run: Any) -> dict[str, str]:
+    """Show each server's progress while `run(progress)` builds them."""
     with Progress(SpinnerColumn(), TextColumn("{task.fields[name]}", style="bold"), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err_console, transient=False) as progress:
-        tasks = {u: progress.add_task("queued", name=names[u]) for u in uuids}
+        tasks = {u: progress.add_task("queued", name=n) for u, n in names.items()}
 
         def report(uuid: str, message: str) -> None:
+            if uuid not in tasks:
+                return
             done = message.startswith(("ACTIVE", "ERROR"))
             progress.update(tasks[uuid], description=escape(message), completed=100 if done else None,
                             total=100 if done else None)
 
-        return api.build(store, uuids, progress=report)
+        return run(report)
 
 
 @app.command("create")
 def create(
-    name: str = typer.Argument(..., help="Server name (with --count N: NAME-1..NAME-N)."),
+    name: str = typer.Argument(..., help="Server name, any text (with --count N: NAME-1..NAME-N)."),
     flavor: str = typer.Option(..., "--flavor", help="Flavor name or id."),
     image: str = typer.Option(..., "--image", help="Image name or id."),
     project: str = PROJECT_OPTION,
@@ -85,7 +86,7 @@ def create(
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Create servers."""
-    from kvmfleet.compute import api
+    from kvmfleet.compute import api, tasks
     from kvmfleet.compute.errors import InvalidRequest
 
     with errors_as_one_line():
@@ -101,14 +102,18 @@ def create(
         if dry_run:
             _print_explanation(api.dry_run(store, req), fmt)
             return
-        _request_id, uuids = api.create(store, req)
         if not wait:
+            uuids = tasks.submit_create(store, req)  # queued: a running service, or the process below, builds
             _spawn_build(uuids)
             rows = [api.show_server(store, u) for u in uuids]
             emit(rows, fmt, SERVER_COLUMNS)
             return
+        # The tasks are owned by this process: killed, it leaves them to recovery (kvmfleet.compute.recovery).
+        owner = tasks.owner_id("cli")
+        ids, uuids = tasks.submit_create_owned(store, req, owner)
         names = {u: api.show_server(store, u)["name"] for u in uuids}
-        statuses = _build_with_progress(store, uuids, names)
+        statuses = _build_with_progress(
+            names, lambda report: tasks.run_owned(store, tasks.rows_of(store, ids), owner, progress=report))
         rows = [api.show_server(store, u) for u in uuids]
         emit(rows, fmt, SERVER_COLUMNS)
         failed = [r for r in rows if statuses.get(r["id"]) != "ACTIVE"]
@@ -134,11 +139,11 @@ def _spawn_build(uuids: list[str]) -> None:
 
 @app.command("_build", hidden=True)
 def build_(uuids: list[str]) -> None:
-    """Build persisted servers (used by `create` without --wait)."""
-    from kvmfleet.compute import api
+    """Build persisted servers whose tasks are still queued (used by `create` without --wait)."""
+    from kvmfleet.compute import tasks
 
     with errors_as_one_line():
-        statuses = api.build(_store(), uuids)
+        statuses = tasks.build_queued(_store(), uuids)
         for uuid, status in statuses.items():
             print(f"{uuid} {status}")
 

@@ -7,8 +7,9 @@ REST service uses is kvmfleet.compute.tasks.
 
 from __future__ import annotations
 
-from kvmfleet.compute.build import CreateRequest, build, create, dry_run
+from kvmfleet.compute.build import build
 from kvmfleet.compute.common import find_instance, hostname_for, image_cache_name, validate_name
+from kvmfleet.compute.create import CreateRequest, create, dry_run
 from kvmfleet.compute.moves import confirm_resize, resize, revert_resize
 from kvmfleet.compute.power import delete, delete_many, power_action, rebuild, reset_state
 from kvmfleet.compute.views import console_log, list_servers, server_dict, server_events, show_server

@@ -9,7 +9,9 @@ operation set, so a concurrent operation can never be overwritten.
 
 from __future__ import annotations
 
+import contextvars
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,7 @@ from kvmfleet import executor
 from kvmfleet.compute import actions
 from kvmfleet.compute import hosts as hostops
 from kvmfleet.compute.errors import InvalidRequest, OperationFailed
-from kvmfleet.compute.states import OPERATIONS, Operation
+from kvmfleet.compute.states import ACTION_NAME, OPERATIONS, Operation
 from kvmfleet.scheduler.claims import release_in
 from kvmfleet.store import api as store_api
 from kvmfleet.store.errors import Conflict, NotFound
@@ -43,16 +45,48 @@ def noop(_uuid: str, _msg: str) -> None:
 
 
 def validate_name(name: str, what: str = "server name") -> str:
+    """A name that reaches hosts (hosts, networks, availability zones, image cache names): strict."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidRequest(f"invalid {what} {name!r}: 1-64 characters of [A-Za-z0-9._-], "
                              "not starting with '-' or '.'")
     return name
 
 
-def hostname_for(name: str) -> str:
-    """A DNS label from the user's name (Nova sanitises display names the same way)."""
-    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
-    return label or "server"
+def _printable(ch: str) -> bool:
+    return not unicodedata.category(ch).startswith("C")  # Nova's _build_regex_range leaves out C*
+
+
+def validate_display_name(name: Any, what: str = "server name", max_length: int = 255) -> str:
+    """Nova's parameter_types.name: 1-255 printable characters (any script), not starting or ending with
+    whitespace. Stored and shown as given; it never becomes a libvirt name or a host command."""
+    if not isinstance(name, str) or not 1 <= len(name) <= max_length:
+        raise InvalidRequest(f"invalid {what}: 1-{max_length} characters expected")
+    if not all(_printable(c) for c in name):
+        raise InvalidRequest(f"invalid {what}: printable characters only")
+    if name[0].isspace() or name[-1].isspace():
+        raise InvalidRequest(f"invalid {what}: it can not start or end with whitespace")
+    return name
+
+
+def validate_description(text: Any, max_length: int = 255) -> str | None:
+    """Nova's description: None or 0-255 printable characters (whitespace allowed)."""
+    if text is None:
+        return None
+    if not isinstance(text, str) or len(text) > max_length:
+        raise InvalidRequest(f"invalid description: at most {max_length} characters expected")
+    if not all(_printable(c) or c.isspace() for c in text):
+        raise InvalidRequest("invalid description: printable characters only")
+    return text
+
+
+def hostname_for(name: str, index: int | None = None) -> str:
+    """The guest's hostname from its display name (Nova's sanitize_hostname): lower case ASCII letters,
+    digits and '-', at most 63 characters; `index` (1-based) suffixes a member of a multi-create."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    label = re.sub(r"[^a-z0-9-]+", "-", ascii_name.lower()).strip("-")
+    suffix = f"-{index}" if index is not None else ""
+    label = label[:63 - len(suffix)].strip("-")
+    return (label or "server") + suffix
 
 
 def image_cache_name(image: Image) -> str:
@@ -95,13 +129,12 @@ def project_for(session: Any, key: str | None) -> Project:
 def domain_spec(session: Any, inst: Instance, image: Image) -> dict[str, Any]:
     project = session.get(Project, inst.project_id)
     group = session.get(ServerGroup, inst.server_group_id) if inst.server_group_id else None
-    network = inst.config.get("network", DEFAULT_NETWORK)
     macs = list(inst.config.get("macs") or [])
     nics = []
-    if network:
+    for i, network in enumerate(instance_networks(inst)):
         nic: dict[str, Any] = {"network": network}
-        if macs:
-            nic["mac"] = macs[0]
+        if i < len(macs):
+            nic["mac"] = macs[i]
         nics.append(nic)
     root: dict[str, Any] = {"image": image_cache_name(image), "format": image.disk_format}
     if inst.root_gb:
@@ -121,13 +154,25 @@ def domain_spec(session: Any, inst: Instance, image: Image) -> dict[str, Any]:
     }
 
 
+def instance_networks(inst: Instance) -> list[str]:
+    """The networks of the instance's NICs, in order ("networks" since the API; "network" before)."""
+    if "networks" in inst.config:
+        return [str(n) for n in inst.config["networks"] or []]
+    network = inst.config.get("network", DEFAULT_NETWORK)
+    return [network] if network else []
+
+
 def hosts_inventory(session: Any, names: Iterable[str]) -> dict[str, Any]:
     hosts = session.scalars(select(Host).where(Host.name.in_(sorted(set(names))))).all()
     return hostops.inventory(hosts)
 
 
 def statuses(store: Any, uuids: list[str]) -> dict[str, str]:
-    return store.run_in_transaction(lambda session: {u: session.get(Instance, u).status for u in uuids})
+    def read(session: Any) -> dict[str, str]:
+        rows = {u: session.get(Instance, u) for u in uuids}
+        return {u: row.status if row is not None else "DELETED" for u, row in rows.items()}
+
+    return store.run_in_transaction(read)
 
 
 def release(store: Any, uuid: str) -> list[str]:
@@ -177,6 +222,9 @@ def item_outcome(result: executor.JobResult, host: str, uuid: str, task: str) ->
 
 @dataclass
 class Begun:
+    """An operation recorded on an instance (task_state, action, first event): what its runner needs.
+    Kept in the task row's params so another process can run or recover it."""
+
     uuid: str
     name: str
     host: str | None
@@ -184,28 +232,58 @@ class Begun:
     action_id: int
     event_id: int
     op: Operation
+    op_name: str = ""
+
+    def to_params(self) -> dict[str, Any]:
+        return {"name": self.name, "host": self.host, "vm_state": str(self.vm_state), "action_id": self.action_id,
+                "event_id": self.event_id, "op": self.op_name or self.op.action}
+
+    @classmethod
+    def from_params(cls, uuid: str, params: dict[str, Any]) -> Begun:
+        op_name = params["op"]
+        return cls(uuid, params["name"], params.get("host"), VmState(params["vm_state"]), int(params["action_id"]),
+                   int(params["event_id"]), OPERATIONS[op_name], op_name)
+
+
+def begin_in(session: Any, inst: Instance, op_name: str, event: str, *, request_id: str | None = None,
+             user_id: str | None = None, extra: dict[str, Any] | None = None, check: bool = True) -> Begun:
+    """Inside the caller's transaction: check the state (unless `check` is False: a delete is taken in any
+    state) and record task_state + action + first event (compare-and-set on the states read)."""
+    op = OPERATIONS[op_name]
+    if check:
+        op.check(inst.vm_state, inst.task_state, inst.name)
+    try:
+        store_api.save_instance(session, inst.uuid, {"task_state": op.task_state, **(extra or {})},
+                                expected_task_state=inst.task_state, expected_vm_state=inst.vm_state)
+    except Conflict as exc:
+        raise OperationFailed(f"cannot {op.action} server {inst.name}: {exc.msg}") from exc
+    action = actions.start_action(session, inst.uuid, ACTION_NAME.get(op_name, op.action),
+                                  request_id or actions.new_request_id(), inst.project_id, user_id)
+    ev = actions.start_event(session, action.id, event, host=inst.host)
+    return Begun(inst.uuid, inst.name, inst.host, VmState(inst.vm_state), action.id, ev.id, op, op_name)
 
 
 def begin(store: Any, key: str, op_name: str, event: str, project: str | None = None,
-           extra: dict[str, Any] | None = None) -> Begun:
+          extra: dict[str, Any] | None = None) -> Begun:
     """Check the state and record task_state + action + event in one committed transaction."""
-    op = OPERATIONS[op_name]
 
     def record(session: Any) -> Begun:
         project_id = store_api.get_project(session, project).id if project else None
-        inst = find_instance(session, key, project_id)
-        op.check(inst.vm_state, inst.task_state, inst.name)
-        try:
-            store_api.save_instance(session, inst.uuid, {"task_state": op.task_state, **(extra or {})},
-                                    expected_task_state=inst.task_state, expected_vm_state=inst.vm_state)
-        except Conflict as exc:
-            raise OperationFailed(f"cannot {op.action} server {inst.name}: {exc.msg}") from exc
-        action = actions.start_action(session, inst.uuid, "reboot" if op_name == "reboot_hard" else op.action,
-                                      actions.new_request_id(), inst.project_id)
-        ev = actions.start_event(session, action.id, event, host=inst.host)
-        return Begun(inst.uuid, inst.name, inst.host, VmState(inst.vm_state), action.id, ev.id, op)
+        return begin_in(session, find_instance(session, key, project_id), op_name, event, extra=extra)
 
     return store.run_in_transaction(record)
+
+
+# The running task's cancel check (a lost lease, a shutdown past its grace): every job polls it.
+current_cancel: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("current_cancel",
+                                                                                          default=None)
+
+
+def new_job(playbook: str, inventory: dict[str, Any], extravars: dict[str, Any] | None = None,
+        **kwargs: Any) -> executor.Job:
+    """An executor job that honours the running task's cancellation."""
+    kwargs.setdefault("cancel_callback", current_cancel.get())
+    return executor.Job(playbook=playbook, inventory=inventory, extravars=extravars or {}, **kwargs)
 
 
 def finish(store: Any, b: Begun, ok: bool, values: dict[str, Any], job_id: str | None = None,
@@ -245,7 +323,7 @@ def run_on_host(store: Any, b: Begun, playbook: str, extravars: dict[str, Any],
         inv = hosts_inventory(session, [b.host])
     if not inv["all"]["children"]["kvm_hosts"]["hosts"]:
         raise OperationFailed(f"host {b.host} of server {b.name} is not in the store")
-    return executor.run(executor.Job(playbook=playbook, inventory=inv, extravars=extravars, secret_vars=secret_vars))
+    return executor.run(new_job(playbook, inv, extravars, secret_vars=secret_vars))
 
 
 def status_of(store: Any, uuid: str) -> str:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
+
+from sqlalchemy import select
 
 from kvmfleet import executor, quota
 from kvmfleet.compute import actions, placement
 from kvmfleet.compute.common import (
     Begun,
-    begin,
+    begin_in,
     domain_spec,
     fail_op,
-    find_instance,
     finish,
     hosts_inventory,
+    new_job,
     run_on_host,
     status_of,
 )
@@ -29,8 +32,8 @@ from kvmfleet.scheduler.claims import (
 )
 from kvmfleet.scheduler.claims import confirm_move as confirm_move_claim
 from kvmfleet.store import api as store_api
-from kvmfleet.store.models import Image, Instance, ServerGroup
-from kvmfleet.store.states import PowerState, TaskState, VmState
+from kvmfleet.store.models import Allocation, Host, Image, Instance, ServerGroup
+from kvmfleet.store.states import AllocationKind, PowerState, TaskState, VmState
 
 # -- resize ---------------------------------------------------------------------------------------
 
@@ -59,35 +62,53 @@ def resize(store: Any, key: str, flavor_key: str, project: str | None = None) ->
     (instance_resize.yml: stop on the source, define on the destination, copy the root and ephemeral disks
     there, start); a destination that fails is cleaned up and the next alternate tried (bounded by the
     scheduler's max_attempts). The old allocation stays held on the source as a migration allocation until
-    confirm. Disks never shrink, and a resize does not add an ephemeral disk the server does not have."""
+    confirm. Disks never shrink, and a resize does not add an ephemeral disk the server does not have.
+    Runs as a task owned by this process (kvmfleet.compute.tasks)."""
+    from kvmfleet.compute import tasks
+
+    return tasks.run_inline(store, "resize", key, project=project, flavor=flavor_key)
+
+
+def prepare_resize(session: Any, inst: Instance, flavor_key: str, *, request_id: str | None = None,
+                   user_id: str | None = None) -> Begun:
+    """Inside the caller's transaction: check the new flavor, the state and quota, then record the resize
+    (old and new flavor on the instance, task_state resize_prep, action and event)."""
+    new = store_api.get_flavor(session, flavor_key)
+    if new.id == inst.flavor_id:
+        raise InvalidRequest(f"server {inst.name} already has flavor {new.name}")
+    if new.disabled:
+        raise InvalidRequest(f"flavor {new.name} is disabled")
+    for what, have, want in (("root", inst.root_gb, new.root_gb),
+                             ("ephemeral", inst.ephemeral_gb, new.ephemeral_gb)):
+        if want < have:
+            raise InvalidRequest(f"flavor {new.name}'s {want} GB {what} disk is smaller than the server's "
+                                 f"{have} GB (disks cannot shrink)")
+    if new.ephemeral_gb and not inst.ephemeral_gb:
+        raise InvalidRequest(f"flavor {new.name} has a {new.ephemeral_gb} GB ephemeral disk and server "
+                             f"{inst.name} has none: a resize grows the disks a server has, it adds none")
+    OPERATIONS["resize"].check(inst.vm_state, inst.task_state, inst.name)
+    deltas = {"cores": max(new.vcpus - inst.vcpus, 0), "ram": max(new.memory_mb - inst.memory_mb, 0)}
+    quota.check(session, inst.project_id, deltas)
+    old = {"flavor_id": inst.flavor_id, "flavor_name": inst.flavor_name, "vcpus": inst.vcpus,
+           "memory_mb": inst.memory_mb, "root_gb": inst.root_gb, "ephemeral_gb": inst.ephemeral_gb,
+           "swap": inst.swap, "flavor_extra_specs": dict(inst.flavor_extra_specs or {}),
+           "vm_state": str(inst.vm_state), "source_host": inst.host}
+    new_fields = new.as_instance_fields()
+    grow = [d for d in _resize_disks(old, new_fields) if "size_gb" in d]
+    # grown_in_place is read only after an in-place resize: a move leaves the source's disks as they were.
+    return begin_in(session, inst, "resize", "compute_resize_instance", request_id=request_id, user_id=user_id,
+                    extra={"old_flavor": {**old, "grown_in_place": [d["file"] for d in grow]},
+                           "new_flavor": new_fields})
+
+
+def run_resize(store: Any, b: Begun) -> str:
+    """The recorded resize: claim (in place or on another host), run the job, VERIFY_RESIZE."""
     with store.transaction() as session:
-        new = store_api.get_flavor(session, flavor_key)
-        inst = find_instance(session, key, store_api.get_project(session, project).id if project else None)
-        if new.id == inst.flavor_id:
-            raise InvalidRequest(f"server {inst.name} already has flavor {new.name}")
-        if new.disabled:
-            raise InvalidRequest(f"flavor {new.name} is disabled")
-        for what, have, want in (("root", inst.root_gb, new.root_gb),
-                                 ("ephemeral", inst.ephemeral_gb, new.ephemeral_gb)):
-            if want < have:
-                raise InvalidRequest(f"flavor {new.name}'s {want} GB {what} disk is smaller than the server's "
-                                     f"{have} GB (disks cannot shrink)")
-        if new.ephemeral_gb and not inst.ephemeral_gb:
-            raise InvalidRequest(f"flavor {new.name} has a {new.ephemeral_gb} GB ephemeral disk and server "
-                                 f"{inst.name} has none: a resize grows the disks a server has, it adds none")
-        OPERATIONS["resize"].check(inst.vm_state, inst.task_state, inst.name)
-        deltas = {"cores": max(new.vcpus - inst.vcpus, 0), "ram": max(new.memory_mb - inst.memory_mb, 0)}
-        quota.check(session, inst.project_id, deltas)
-        old = {"flavor_id": inst.flavor_id, "flavor_name": inst.flavor_name, "vcpus": inst.vcpus,
-               "memory_mb": inst.memory_mb, "root_gb": inst.root_gb, "ephemeral_gb": inst.ephemeral_gb,
-               "swap": inst.swap, "flavor_extra_specs": dict(inst.flavor_extra_specs or {}),
-               "vm_state": str(inst.vm_state), "source_host": inst.host}
-        new_fields = new.as_instance_fields()
+        inst = session.get(Instance, b.uuid)
+        old = {k: v for k, v in (inst.old_flavor or {}).items() if k != "grown_in_place"}
+        new_fields = dict(inst.new_flavor or {})
     disks = _resize_disks(old, new_fields)
     grow = [d for d in disks if "size_gb" in d]
-    # grown_in_place is read only after an in-place resize: a move leaves the source's disks as they were.
-    b = begin(store, key, "resize", "compute_resize_instance", project,
-               extra={"old_flavor": {**old, "grown_in_place": [d["file"] for d in grow]}, "new_flavor": new_fields})
     source = b.host
     resources = Resources.from_flavor(new_fields)
     alternates: list[str] = []
@@ -102,7 +123,7 @@ def resize(store: Any, key: str, flavor_key: str, project: str | None = None) ->
             alternates = _resize_candidates(store, b, new_fields)
             dest = _claim_resize_dest(store, b, alternates, resources, refused)
     except (ClaimConflict, NoValidHost) as exc:
-        message = f"resize of server {b.name} to {new.name}: {exc.msg}"
+        message = f"resize of server {b.name} to {new_fields['flavor_name']}: {exc.msg}"
         finish(store, b, False, {"old_flavor": None, "new_flavor": None}, error=message)
         raise OperationFailed(message) from exc
     with store.transaction() as session:
@@ -113,8 +134,9 @@ def resize(store: Any, key: str, flavor_key: str, project: str | None = None) ->
     if dest == source:
         result = run_on_host(store, b, "instance_resize.yml", {
             "kvmfleet_start": start,
-            "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid, "vcpus": new.vcpus,
-                                             "memory_mb": new.memory_mb, "grow": grow}]}})
+            "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid,
+                                             "vcpus": new_fields["vcpus"], "memory_mb": new_fields["memory_mb"],
+                                             "grow": grow}]}})
         if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
             revert_move(store.session_factory, b.uuid)
             try:
@@ -217,7 +239,7 @@ def _migrate(store: Any, b: Begun, source: str, dest: str, new_fields: dict[str,
         inv = hosts_inventory(session, [source, dest])
     from kvmfleet.config import get_settings
 
-    job = executor.Job(playbook="instance_resize.yml", inventory=inv, extravars={})
+    job = new_job("instance_resize.yml", inv)
     transfer = executor.jobs_dir() / job.id / "transfer"
     job.extravars.update({
         "kvmfleet_instances": {},
@@ -258,7 +280,12 @@ def _migrate(store: Any, b: Begun, source: str, dest: str, new_fields: dict[str,
 def confirm_resize(store: Any, key: str, project: str | None = None) -> str:
     """Keep the new flavor: after a move, the source domain and its disks go, then the source hold; after an
     in-place resize, the originals kept for a revert go."""
-    b = begin(store, key, "confirmResize", "compute_confirm_resize", project)
+    from kvmfleet.compute import tasks
+
+    return tasks.run_inline(store, "confirmResize", key, project=project)
+
+
+def run_confirm(store: Any, b: Begun) -> str:
     with store.transaction() as session:
         old = dict(session.get(Instance, b.uuid).old_flavor or {})
     back = VmState(old.get("vm_state") or "active")
@@ -267,7 +294,7 @@ def confirm_resize(store: Any, key: str, project: str | None = None) -> str:
     if source and source != b.host:
         with store.transaction() as session:
             inv = hosts_inventory(session, [source])
-        result = executor.run(executor.Job(playbook="instance_delete.yml", inventory=inv, extravars={
+        result = executor.run(new_job("instance_delete.yml", inv, {
             "kvmfleet_instances": {source: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid}]}}))
         job_id = result.id
         if not result.host(source).ok or result.status is not executor.JobStatus.SUCCESSFUL:
@@ -291,30 +318,67 @@ def revert_resize(store: Any, key: str, project: str | None = None) -> str:
     """Back to the old flavor: after a move, the destination domain and its disks go first, then the
     instance starts again on its source (whose domain kept the old flavor and disks) and the destination
     claim goes; after an in-place resize, the grown disks are replaced by the originals kept beside them."""
-    b = begin(store, key, "revertResize", "compute_revert_resize", project)
+    from kvmfleet.compute import tasks
+
+    return tasks.run_inline(store, "revertResize", key, project=project)
+
+
+def run_revert(store: Any, b: Begun) -> str:
+    with store.transaction() as session:
+        source = (session.get(Instance, b.uuid).old_flavor or {}).get("source_host") or b.host
+    return _revert(store, b, b.host if source != b.host else None)
+
+
+def rollback_resize(store: Any, b: Begun, reason: str) -> str:
+    """Recovery of a resize its owner left half-way (Nova's _init_instance: revert to the source): the copy
+    on a destination goes, the source gets the old flavor (and the originals of disks grown in place) and
+    starts as it was; the claims go back to the source; the fault says why."""
+    def mark(session: Any) -> str | None:
+        inst = session.get(Instance, b.uuid)
+        source = (inst.old_flavor or {}).get("source_host") or inst.host
+        dests = {inst.host} | set(session.scalars(
+            select(Host.name).join(Allocation, Allocation.host_id == Host.id)
+            .where(Allocation.instance_uuid == b.uuid, Allocation.kind == AllocationKind.INSTANCE)).all())
+        store_api.save_instance(session, b.uuid, {"task_state": TaskState.RESIZE_REVERTING},
+                                expected_task_state=inst.task_state)
+        b.host = inst.host
+        others = sorted(d for d in dests if d and d != source)
+        return others[0] if others else None
+
+    dest = store.run_in_transaction(mark)
+    b.op = Operation("revertResize", None, TaskState.RESIZE_REVERTING, None, None)
+    with store.transaction() as session:
+        source = (session.get(Instance, b.uuid).old_flavor or {}).get("source_host") or b.host
+    return _revert(store, b, dest, fault=f"{reason}: rolled back to {source}")
+
+
+def _revert(store: Any, b: Begun, dest: str | None, fault: str | None = None) -> str:
+    """Back on the source with the old flavor; `dest` holds a resized copy to remove first."""
     with store.transaction() as session:
         old = dict(session.get(Instance, b.uuid).old_flavor or {})
     back = VmState(old.pop("vm_state", "active"))
     source = old.pop("source_host", None) or b.host
     restore = list(old.pop("grown_in_place", None) or [])
-    if source != b.host:
+    if dest is not None:
+        b.host = dest
         result = run_on_host(store, b, "instance_delete.yml", {
-            "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid}]}})
-        if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
+            "kvmfleet_instances": {dest: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid}]}})
+        if not result.host(dest).ok or result.status is not executor.JobStatus.SUCCESSFUL:
             fail_op(store, b, result, "revert resize (removing the resized copy)")
         with store.transaction() as session:
             store_api.save_instance(session, b.uuid, {"host": source, "node": source},
                                     expected_task_state=TaskState.RESIZE_REVERTING)
-        b.host = source
         restore = []  # the source's disks were never changed
+    b.host = source
     result = run_on_host(store, b, "instance_resize.yml", {
         "kvmfleet_start": back is VmState.ACTIVE,
         "kvmfleet_instances": {b.host: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid, "vcpus": old["vcpus"],
                                          "memory_mb": old["memory_mb"], "restore": restore}]}})
     if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
         fail_op(store, b, result, "revert resize")
-    revert_move(store.session_factory, b.uuid)
+    with contextlib.suppress(ClaimConflict):  # a resize interrupted before its claim holds nothing to revert
+        revert_move(store.session_factory, b.uuid)
     power = PowerState.RUNNING if back is VmState.ACTIVE else PowerState.SHUTDOWN
-    finish(store, b, True, {"vm_state": back, "power_state": power, "old_flavor": None, "new_flavor": None,
-                             **old}, result.id)
+    finish(store, b, fault is None, {"vm_state": back, "power_state": power, "old_flavor": None, "new_flavor": None,
+                                     **old}, result.id, error=fault)
     return status_of(store, b.uuid)

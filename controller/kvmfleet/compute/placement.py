@@ -14,10 +14,11 @@ from kvmfleet.scheduler import HostState, RequestSpec, Scheduler, SchedulerConfi
 from kvmfleet.scheduler import ImageMeta as SpecImage
 from kvmfleet.scheduler import ServerGroup as SpecGroup
 from kvmfleet.scheduler.claims import ClaimConflict, Resources, claim_in
+from kvmfleet.store.api import save_instance
 from kvmfleet.store.engine import run_in_transaction
 from kvmfleet.store.models import Allocation, Host, Image, Instance, ServerGroup, utcnow
 from kvmfleet.store.states import HostState as HostUpDown
-from kvmfleet.store.states import ServerGroupPolicy
+from kvmfleet.store.states import ServerGroupPolicy, TaskState
 
 # A host whose last heartbeat is older than this is treated as down by the scheduler (Nova's
 # service_down_time); refresh hosts with `kvmfleet host refresh`.
@@ -92,7 +93,7 @@ def group_spec(session: Session, group: ServerGroup | None, exclude: Iterable[st
 def request_spec(session: Session, flavor: dict[str, Any], image: Image | None, *, availability_zone: str | None,
                  project_id: str | None, group: ServerGroup | None, num_instances: int = 1,
                  ignore_hosts: Iterable[str] = (), exclude_members: Iterable[str] = (),
-                 request_id: str | None = None) -> RequestSpec:
+                 request_id: str | None = None, force_hosts: Iterable[str] | None = None) -> RequestSpec:
     resources = Resources.from_flavor(flavor)
     return RequestSpec(
         flavor=SpecFlavor(name=str(flavor.get("name") or flavor.get("flavor_name") or "?"),
@@ -103,6 +104,7 @@ def request_spec(session: Session, flavor: dict[str, Any], image: Image | None, 
         availability_zone=availability_zone, project=project_id,
         server_group=group_spec(session, group, exclude_members), num_instances=num_instances,
         ignore_hosts=frozenset(ignore_hosts), request_id=request_id,
+        force_hosts=frozenset(force_hosts) if force_hosts is not None else None,
     )
 
 
@@ -140,9 +142,10 @@ def claim_first(session_factory: Any, instance_uuid: str, candidates: Sequence[s
             if why:
                 return why
             claim_in(session, instance_uuid, host, resources)
-            # The instance points at its host in the same transaction as the claim.
-            session.execute(Instance.__table__.update().where(Instance.uuid == instance_uuid)
-                            .values(host=host, node=host))
+            # The instance points at its host in the same transaction as the claim, while it is still being
+            # scheduled (compare-and-set: a delete or reset meanwhile undoes the claim and raises).
+            save_instance(session, instance_uuid, {"host": host, "node": host},
+                          expected_task_state=TaskState.SCHEDULING)
             return None
 
         try:

@@ -25,12 +25,12 @@ class Operation:
     done_vm_state: VmState | None     # vm_state when it succeeds (None: keep the current one)
     done_power_state: PowerState | None
     playbook_action: str | None = None  # the `kvmfleet_action` of instance_action.yml
-    any_task_state: bool = False      # allowed while another task is recorded (only delete, on ERROR)
+    any_task_state: bool = False      # allowed while another task is recorded (delete: in any state)
 
     def check(self, vm_state: VmState | str, task_state: TaskState | str | None, name: str) -> None:
         vm = VmState(vm_state)
         task = TaskState(task_state) if task_state is not None else None
-        if task is not None and not (self.any_task_state and vm is VmState.ERROR):
+        if task is not None and not self.any_task_state:
             raise InvalidInstanceState(
                 f"cannot {self.action} instance {name} while it is {task.value} (task_state {task.value})",
                 vm_state=vm.value, task_state=task.value, action=self.action)
