@@ -240,19 +240,43 @@ def check_metadata_items(session: Session, project: Project | str, count: int) -
     _over(proj, "metadata_items", count, 0, all_limits(session, proj)["metadata_items"])
 
 
-def detail(session: Session, project: Project | str, user_id: str | None = None) -> dict[str, dict[str, int]]:
+def detail(session: Session, project: Project | str, user_id: str | None = None,
+           missing_ok: bool = False) -> dict[str, dict[str, int]]:
     """{resource: {limit, in_use, reserved}} for ALL_RESOURCES, as Nova's quota detail: instances, cores,
     ram and server_groups counted for the project, key_pairs for ``user_id`` (0 without one: key pairs
     belong to users), 0 for the per-server and per-group resources and the legacy ones; reserved is
-    always 0 (counted, never reserved)."""
-    proj = _project(session, project)
-    hard = all_limits(session, proj)
+    always 0 (counted, never reserved). With ``missing_ok`` an unknown project id gets the defaults and
+    no usage (as Nova answers for a project it has never seen)."""
     used = {name: 0 for name in ALL_RESOURCES}
-    used.update(usage(session, proj))
-    used["server_groups"] = count_server_groups(session, proj)
+    try:
+        proj = _project(session, project)
+    except NotFound:
+        if not missing_ok:
+            raise
+        hard = all_default_limits(session)
+    else:
+        hard = all_limits(session, proj)
+        used.update(usage(session, proj))
+        used["server_groups"] = count_server_groups(session, proj)
     if user_id:
         used["key_pairs"] = count_key_pairs(session, user_id)
     return {name: {"limit": hard[name], "in_use": used[name], "reserved": 0} for name in ALL_RESOURCES}
+
+
+def update_limits(session: Session, project: Project | str, values: Mapping[str, int], force: bool = False
+                  ) -> dict[str, int]:
+    """Nova's quota-set update: every new limit is checked first (>= what the project uses, unless
+    ``force``; -1 is unlimited), then all are set. InvalidInput names the first one refused."""
+    proj = lock(session, project)
+    in_use = {name: d["in_use"] for name, d in detail(session, proj).items()}
+    checked = _validate_limits(values)
+    if not force:
+        for name, limit in checked.items():
+            if limit != UNLIMITED and limit < in_use.get(name, 0):
+                raise InvalidInput(f"Quota limit {limit} for {name} must be greater than or equal to already used "
+                                   f"and reserved {in_use[name]}.", resource=name)
+    set_limits(session, proj, **checked)
+    return all_limits(session, proj)
 
 
 def flavor_deltas(flavor: Any, count: int = 1) -> dict[str, int]:
