@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from ansible_collections.kvmfleet.compute.plugins.module_utils._metadata import parse_metadata
+from ansible_collections.kvmfleet.compute.plugins.module_utils._network import build_networks
 
 DEFAULT_INSTANCES_DIR = "/var/lib/libvirt/kvmfleet/instances"
 GIB = 1024 ** 3
@@ -121,6 +122,19 @@ def parse_domain(xml):
         path = source.get("file") or source.get("dev") or source.get("name")
         if path:
             disks.append(path)
+    nics = []
+    for iface in root.findall("./devices/interface"):
+        mac = iface.find("mac")
+        source = iface.find("source")
+        model = iface.find("model")
+        target = iface.find("target")
+        nics.append({
+            "mac": mac.get("address").lower() if mac is not None and mac.get("address") else None,
+            "network": source.get("network") if source is not None else None,
+            "bridge": source.get("bridge") if source is not None else None,
+            "model": model.get("type") if model is not None else None,
+            "target": target.get("dev") if target is not None else None,
+        })
     return {
         "domain": root.findtext("name"),
         "uuid": root.findtext("uuid"),
@@ -128,6 +142,7 @@ def parse_domain(xml):
         "vcpus": int(vcpu) if vcpu and vcpu.strip().isdigit() else None,
         "memory_mb": to_mib(memory.text.strip(), memory.get("unit")) if memory is not None and memory.text else None,
         "disks": disks,
+        "nics": nics,
         "metadata": parse_metadata(root),
     }
 
@@ -181,6 +196,7 @@ class HostObservation:
     domains: list = field(default_factory=list)  # [{"xml": str, "power_state": str}]
     images_storage: dict = field(default_factory=dict)  # measure_storage() of images_dir
     instances_storage: dict = field(default_factory=dict)  # measure_storage() of instances_dir
+    networks: list = field(default_factory=list)  # _network.observe_networks()
 
 
 def virt_types(caps, arch, obs):
@@ -226,6 +242,7 @@ def build_host_facts(obs):
             "memory_mb": dom["memory_mb"],
             "virt_type": dom["virt_type"],
             "disks": dom["disks"],
+            "nics": dom["nics"],
             "metadata": dom["metadata"],
         })
         allocated["instances"] += 1
@@ -278,4 +295,5 @@ def build_host_facts(obs):
         "instances": instances,
         "allocated": allocated,
         "foreign_domains": foreign,
+        "networks": build_networks(obs.networks),
     }

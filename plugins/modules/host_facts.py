@@ -12,7 +12,8 @@ version_added: 0.1.0
 description:
   - Reads, in one call, the capacity and contents of a KVM compute host. CPU architecture, model
     and flags, vCPUs, memory, free storage of the image cache and instance directories, hypervisor
-    and libvirt versions, usable virt types, and every kvmfleet domain with its instance metadata.
+    and libvirt versions, usable virt types, every kvmfleet domain with its instance metadata and
+    NICs, and the host's libvirt networks with the DHCP leases their dnsmasq handed out.
   - The kvmfleet controller's scheduler uses the result as host state, and it is enough to rebuild
     the controller's store from the hosts after a disaster.
   - Never changes anything on the host.
@@ -33,6 +34,7 @@ notes:
 seealso:
   - module: kvmfleet.compute.domain_info
   - module: kvmfleet.compute.image
+  - module: kvmfleet.compute.network_info
 """
 
 EXAMPLES = r"""
@@ -228,6 +230,11 @@ host_facts:
           type: list
           elements: str
           sample: [/var/lib/libvirt/kvmfleet/instances/web1/disk]
+        nics:
+          description: The domain's network interfaces, in device order.
+          type: list
+          elements: dict
+          sample: [{mac: "52:54:00:6b:3c:58", network: default, bridge: null, model: virtio, target: vnet0}]
         metadata:
           description: The kvmfleet instance metadata (uuid, name, project, flavor, image, ...).
           type: dict
@@ -240,6 +247,17 @@ host_facts:
       description: Number of libvirt domains without kvmfleet metadata.
       type: int
       sample: 0
+    networks:
+      description:
+        - The host's libvirt networks, sorted by name, as M(kvmfleet.compute.network_info) returns them
+          (see its RV(networks) for every field), with their DHCP leases.
+      type: list
+      elements: dict
+      sample: [{name: default, active: true, bridge: virbr0, forward_mode: nat, mtu: 1500,
+                subnets: [{ip_version: 4, address: 192.168.122.1, prefix: 24, cidr: 192.168.122.0/24,
+                           dhcp_ranges: [{start: 192.168.122.2, end: 192.168.122.254}]}],
+                dhcp_leases: [{mac: "52:54:00:6b:3c:58", ip_address: 192.168.122.37, prefix: 24,
+                               ip_version: 4, hostname: web1, expires_at: 1764632000}]}]
 """
 
 import errno
@@ -258,6 +276,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._libvirt import (
     domain_state,
     libvirt_errors,
 )
+from ansible_collections.kvmfleet.compute.plugins.module_utils._network import observe_networks
 from ansible_collections.kvmfleet.compute.plugins.module_utils._validate import validate_abs_path
 
 KVM_DEVICE = "/dev/kvm"
@@ -345,6 +364,7 @@ class HostFactsManager:
             domains=self._domains(conn),
             images_storage=_host.measure_storage(self.params.images_dir),
             instances_storage=_host.measure_storage(self.params.instances_dir),
+            networks=observe_networks(conn),
         )
 
     @staticmethod

@@ -41,6 +41,7 @@ def observation(case):
         domains=[{"xml": _text("domains", d["xml"]), "power_state": d["power_state"]} for d in case["domains"]],
         images_storage=case["storage"]["images"],
         instances_storage=case["storage"]["instances"],
+        networks=[{**n, "xml": _text("networks", n["xml"])} for n in case.get("networks", [])],
     )
 
 
@@ -119,5 +120,9 @@ def test_collector_against_libvirt_test_driver(tmp_path):
     assert facts["kvm_usable"] is False and "kvm" not in facts["virt_types"]
     assert facts["kvm_unusable_reason"]
     assert facts["foreign_domains"] == 1 and facts["instances"] == []
+    # its built-in NAT network; the test driver cannot report leases, which is no failure
+    assert [n["name"] for n in facts["networks"]] == ["default"]
+    assert facts["networks"][0]["subnets"][0]["cidr"] == "192.168.122.0/24"
+    assert facts["networks"][0]["dhcp_leases"] == [] and facts["networks"][0]["dhcp_leases_error"]
     assert facts["storage"]["images"]["measured_path"] == str(tmp_path)
     assert facts["vcpus"] == 16
