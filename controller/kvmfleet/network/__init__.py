@@ -1,0 +1,51 @@
+"""Networks as the controller sees them (read-only until roadmap 5): the hosts' libvirt networks,
+each instance's NICs and the IPv4 addresses the hosts' DHCP leases gave them.
+
+For the servers API and views (kvmfleet.compute, kvmfleet.api.compute):
+
+    ports_for(session, instances) -> {uuid: [Port(id, mac, ip or None, network_id, network_name, host, ...)]}
+    get_network(session, id_or_name, project_id) -> Network (store NotFound otherwise)
+
+For the Network API (kvmfleet.api.network): list_networks, list_subnets, list_ports, get_port,
+security_groups, quotas. Lease refresh: refresh_leases (one job over the hosts), refresh_after_build,
+periodic_refresh. See model.py for how Neutron's model maps onto kvmfleet's.
+"""
+
+from __future__ import annotations
+
+from kvmfleet.network.leases import LeaseReport, periodic_refresh, refresh_after_build, refresh_leases
+from kvmfleet.network.model import (
+    DEFAULT_NETWORK,
+    Network,
+    Port,
+    Subnet,
+    get_network,
+    get_port,
+    list_networks,
+    list_ports,
+    list_subnets,
+    network_id,
+    port_id,
+    ports_for,
+    subnet_id,
+)
+
+__all__ = [
+    "DEFAULT_NETWORK",
+    "LeaseReport",
+    "Network",
+    "Port",
+    "Subnet",
+    "get_network",
+    "get_port",
+    "list_networks",
+    "list_ports",
+    "list_subnets",
+    "network_id",
+    "periodic_refresh",
+    "port_id",
+    "ports_for",
+    "refresh_after_build",
+    "refresh_leases",
+    "subnet_id",
+]

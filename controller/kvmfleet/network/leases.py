@@ -1,0 +1,134 @@
+"""Refreshing the hosts' networks and DHCP leases in the store.
+
+``refresh_leases(store)`` is ONE executor job: kvmfleet.compute.network_info on every UP host (or the
+named ones) in parallel, each host's answer recorded as ``Host.facts["networks"]`` (the same field
+``kvmfleet host refresh`` fills from host_facts). It runs:
+
+- with ``kvmfleet host refresh`` (host_facts carries the networks and leases),
+- a few seconds after builds finish: ``refresh_after_build(store, hosts)`` starts a background thread
+  that refreshes those hosts until every NIC on them has a lease or a deadline passes (a guest asks
+  for its address a few seconds after it starts),
+- periodically inside ``kvmfleet serve`` (``periodic_refresh``, every LEASE_REFRESH_S).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from kvmfleet import executor
+from kvmfleet.store.errors import NotFound, StoreError
+from kvmfleet.store.models import Host, Instance, utcnow
+from kvmfleet.store.states import HostState
+
+log = logging.getLogger("kvmfleet.network")
+LEASE_REFRESH_S = 30  # the service's periodic refresh
+AFTER_BUILD_DELAYS_S = (3, 5, 8, 12, 20, 30)  # waits between refreshes after a build (about 80 s in all)
+
+
+@dataclass
+class LeaseReport:
+    job_id: str | None
+    refreshed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "refreshed": self.refreshed, "failed": self.failed}
+
+
+def refresh_leases(store: Any, names: Iterable[str] | None = None, timeout: int = 120) -> LeaseReport:
+    """Read networks and leases from the hosts (every UP host, or ``names``) in one job and record them."""
+    from kvmfleet.compute.hosts import inventory
+
+    wanted = sorted(set(names or []))
+
+    def find(session: Session) -> tuple[list[str], dict[str, Any]] | None:
+        query = select(Host).order_by(Host.name)
+        query = query.where(Host.name.in_(wanted)) if wanted else query.where(Host.state == HostState.UP)
+        hosts = session.scalars(query).all()
+        missing = sorted(set(wanted) - {h.name for h in hosts})
+        if missing:
+            raise NotFound(f"host {', '.join(missing)} not found", host=missing)
+        if not hosts:
+            return None
+        return [h.name for h in hosts], inventory(hosts)
+
+    found = store.run_in_transaction(find)
+    if found is None:
+        return LeaseReport(job_id=None)
+    hosts, inv = found
+    result = executor.run(executor.Job(playbook="network_leases.yml", inventory=inv,
+                                       forks=min(50, max(5, len(hosts))), timeout=timeout))
+    now = utcnow().isoformat()
+
+    def record(session: Session) -> LeaseReport:
+        report = LeaseReport(job_id=result.id)
+        for host in session.scalars(select(Host).where(Host.name.in_(hosts))).all():
+            hr = result.host(host.name)
+            res = hr.result_of("network_info") if hr.ok else None
+            if not res or not isinstance(res.get("networks"), list):
+                report.failed[host.name] = result.error_for(host.name) or "no network_info result"
+                continue
+            facts = dict(host.facts or {})
+            facts["networks"] = res["networks"]
+            facts["networks_refreshed_at"] = now
+            host.facts = facts
+            report.refreshed.append(host.name)
+        return report
+
+    return store.run_in_transaction(record)
+
+
+def _unleased(session: Session, hosts: list[str]) -> list[str]:
+    """The hosts among ``hosts`` with a running instance's NIC that has no lease yet."""
+    from kvmfleet.network.model import ports_for
+
+    instances = session.scalars(select(Instance).where(Instance.host.in_(hosts), Instance.deleted_at.is_(None),
+                                                       Instance.task_state.is_(None))).all()
+    waiting = set()
+    for ports in ports_for(session, instances).values():
+        for port in ports:
+            if port.ip is None and port.status == "ACTIVE" and port.host:
+                waiting.add(port.host)
+    return sorted(waiting)
+
+
+def refresh_after_build(store: Any, hosts: Iterable[str], delays: Iterable[float] = AFTER_BUILD_DELAYS_S,
+                        wait: bool = False) -> threading.Thread:
+    """Refresh the leases of ``hosts`` a few seconds after a build, again until every running NIC there has
+    an address or the delays run out. In a daemon thread (``wait``: join it), errors only logged."""
+    names = sorted(set(hosts))
+
+    def run() -> None:
+        pending = names
+        for delay in delays:
+            time.sleep(delay)
+            try:
+                refresh_leases(store, pending)
+                pending = store.run_in_transaction(lambda s, hosts=pending: _unleased(s, hosts))
+            except (StoreError, executor.ExecutorError, SQLAlchemyError, OSError) as exc:
+                log.warning("lease refresh of %s after a build failed: %s", ", ".join(pending), exc)
+            if not pending:
+                return
+
+    thread = threading.Thread(target=run, name="kvmfleet-lease-refresh", daemon=True)
+    if names:
+        thread.start()
+        if wait:
+            thread.join()
+    return thread
+
+
+def periodic_refresh(store: Any) -> None:
+    """The service's periodic job: every UP host's leases."""
+    report = refresh_leases(store)
+    if report.failed:
+        log.warning("lease refresh: %s", "; ".join(f"{h}: {e}" for h, e in report.failed.items()))
