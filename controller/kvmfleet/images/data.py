@@ -270,3 +270,12 @@ def reap_stale_uploads(store: Any, idle_s: float = STALE_UPLOAD_S) -> list[str]:
             _back_to_queued(store, image_id)
             reaped.append(image_id)
     return reaped
+
+
+def _register() -> None:
+    from kvmfleet import service
+
+    service.register_periodic("image-uploads", 60, reap_stale_uploads)
+
+
+_register()

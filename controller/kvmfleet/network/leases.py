@@ -5,14 +5,16 @@ named ones) in parallel, each host's answer recorded as ``Host.facts["networks"]
 ``kvmfleet host refresh`` fills from host_facts). It runs:
 
 - with ``kvmfleet host refresh`` (host_facts carries the networks and leases),
-- a few seconds after builds finish: ``refresh_after_build(store, hosts)`` starts a background thread
-  that refreshes those hosts until every NIC on them has a lease or a deadline passes (a guest asks
-  for its address a few seconds after it starts),
-- periodically inside ``kvmfleet serve`` (``periodic_refresh``, every LEASE_REFRESH_S).
+- on demand after builds: ``refresh_after_build(store, hosts)`` starts a background thread that refreshes
+  those hosts until every NIC on them has a lease or its delays run out (a guest asks for its address a
+  few seconds after it starts),
+- inside ``kvmfleet serve`` (``periodic_refresh``, registered with kvmfleet.service): every UP host each
+  LEASE_REFRESH_S, and within seconds the hosts of servers just built that have no address yet.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -30,8 +32,10 @@ from kvmfleet.store.models import Host, Instance, utcnow
 from kvmfleet.store.states import HostState
 
 log = logging.getLogger("kvmfleet.network")
-LEASE_REFRESH_S = 30  # the service's periodic refresh
-AFTER_BUILD_DELAYS_S = (3, 5, 8, 12, 20, 30)  # waits between refreshes after a build (about 80 s in all)
+LEASE_REFRESH_S = 60  # every UP host's leases, in the service
+TICK_S = 4  # how often the service looks for new servers still waiting for an address
+AFTER_BUILD_WINDOW_S = 180  # how long after its launch a server's missing lease is chased
+AFTER_BUILD_DELAYS_S = (3, 5, 8, 12, 20, 30)  # refresh_after_build's waits (about 80 s in all)
 
 
 @dataclass
@@ -87,12 +91,15 @@ def refresh_leases(store: Any, names: Iterable[str] | None = None, timeout: int 
     return store.run_in_transaction(record)
 
 
-def _unleased(session: Session, hosts: list[str]) -> list[str]:
+def _unleased(session: Session, hosts: list[str], launched_since: dt.datetime | None = None) -> list[str]:
     """The hosts among ``hosts`` with a running instance's NIC that has no lease yet."""
     from kvmfleet.network.model import ports_for
 
-    instances = session.scalars(select(Instance).where(Instance.host.in_(hosts), Instance.deleted_at.is_(None),
-                                                       Instance.task_state.is_(None))).all()
+    query = select(Instance).where(Instance.host.in_(hosts), Instance.deleted_at.is_(None),
+                                   Instance.task_state.is_(None))
+    if launched_since is not None:
+        query = query.where(Instance.launched_at >= launched_since)
+    instances = session.scalars(query).all()
     waiting = set()
     for ports in ports_for(session, instances).values():
         for port in ports:
@@ -127,8 +134,52 @@ def refresh_after_build(store: Any, hosts: Iterable[str], delays: Iterable[float
     return thread
 
 
-def periodic_refresh(store: Any) -> None:
-    """The service's periodic job: every UP host's leases."""
-    report = refresh_leases(store)
-    if report.failed:
-        log.warning("lease refresh: %s", "; ".join(f"{h}: {e}" for h, e in report.failed.items()))
+class PeriodicLeaseRefresh:
+    """The service's periodic job (every TICK_S): every UP host's leases each LEASE_REFRESH_S, and in
+    between, the hosts of instances launched in the last AFTER_BUILD_WINDOW_S whose running NICs have
+    no lease yet (a guest asks for its address a few seconds after it starts). The in-between check is
+    a store query; a host job runs only when something waits for an address."""
+
+    def __init__(self) -> None:
+        self.last_full = 0.0
+        self.backoff: dict[str, tuple[float, float]] = {}  # host -> (next try, wait after it)
+
+    def __call__(self, store: Any) -> None:
+        now = time.monotonic()
+        if now - self.last_full >= LEASE_REFRESH_S:
+            self.last_full = now
+            report = refresh_leases(store)
+        else:
+            waiting = store.run_in_transaction(_recently_built_unleased)
+            self.backoff = {h: b for h, b in self.backoff.items() if h in waiting}
+            due = [h for h in waiting if self.backoff.get(h, (0.0, 0.0))[0] <= now]
+            if not due:
+                return
+            for host in due:  # 4, 8, 16... s between tries for a guest that does not ask for an address
+                wait = min(2 * self.backoff.get(host, (0.0, TICK_S / 2))[1], LEASE_REFRESH_S)
+                self.backoff[host] = (now + wait, wait)
+            report = refresh_leases(store, due)
+        if report.failed:
+            log.warning("lease refresh: %s", "; ".join(f"{h}: {e}" for h, e in report.failed.items()))
+
+
+def _recently_built_unleased(session: Session) -> list[str]:
+    since = utcnow() - dt.timedelta(seconds=AFTER_BUILD_WINDOW_S)
+    hosts = session.scalars(select(Instance.host).where(Instance.launched_at >= since, Instance.host.is_not(None),
+                                                        Instance.deleted_at.is_(None)).distinct()).all()
+    if not hosts:
+        return []
+    up = set(session.scalars(select(Host.name).where(Host.name.in_(hosts), Host.state == HostState.UP)).all())
+    return [h for h in _unleased(session, sorted(up), since) if h in up]
+
+
+periodic_refresh = PeriodicLeaseRefresh()
+
+
+def _register() -> None:
+    from kvmfleet import service
+
+    service.register_periodic("network-leases", TICK_S, periodic_refresh)
+
+
+_register()
