@@ -114,7 +114,7 @@ class Lab:
 # -- small helpers -------------------------------------------------------------
 
 def _run(cmd: list[str], check: bool = True, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise LabError(f"{' '.join(cmd)}: exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()}")
     return proc
@@ -268,7 +268,7 @@ def _prepare_state(lab: Lab, host: LabHost) -> None:
     (sd / "etc-ssh" / "sshd_config").write_text("\n".join([
         f"ListenAddress {host.address}",
         "Port 22",
-        f"HostKey /etc/ssh/ssh_host_ed25519_key",
+        "HostKey /etc/ssh/ssh_host_ed25519_key",
         f"PidFile {sd}/sshd.pid",
         "PermitRootLogin prohibit-password",
         "PubkeyAuthentication yes",
@@ -467,7 +467,7 @@ def _prepare_hosts(lab: Lab, repo_root: Path, log) -> None:
     env["ANSIBLE_COLLECTIONS_PATH"] = str(repo_root / "build" / "collections")
     proc = subprocess.run(
         [_ansible_playbook(), "-i", str(lab.inventory), str(playbook)],
-        capture_output=True, text=True, env=env, cwd=str(repo_root), timeout=900,
+        capture_output=True, text=True, env=env, cwd=str(repo_root), timeout=900, check=False,
     )
     (lab.root / "host_prepare.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -636,7 +636,7 @@ def _cleanup_orphans(lab: Lab, log) -> bool:
             _run(["umount", str(lab.ns_dir)], check=False)
         shutil.rmtree(lab.ns_dir, ignore_errors=True)
     out = _run(["ip", "-o", "link", "show"], check=False).stdout
-    for match in re.finditer(r"^\d+: ([^:@\s]+)", out, re.M):
+    for match in re.finditer(r"^\d+: ([^:@\s]+)", out, re.MULTILINE):
         link = match.group(1)
         if link == lab.bridge or re.fullmatch(rf"kf{lab.name}h\d+", link):
             found = True
@@ -664,8 +664,8 @@ def status(name: str) -> list[dict]:
             row["error"] = row["error"][0] if row["error"] else f"ssh exit {proc.returncode}"
         else:
             proc = _run(ssh_base(lab) + [f"root@{h.address}",
-                                         "virsh -c qemu:///system list --all --name && echo --- && "
-                                         "virsh -c qemu:///system list --name"], check=False, timeout=30)
+                                         ("virsh -c qemu:///system list --all --name && echo --- && "
+                                          "virsh -c qemu:///system list --name")], check=False, timeout=30)
             if proc.returncode == 0:
                 all_part, _, run_part = proc.stdout.partition("---")
                 row["libvirt"] = True

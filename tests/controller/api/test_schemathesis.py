@@ -58,8 +58,13 @@ def test_schemathesis_finds_no_server_error(fuzz_service: Service, tmp_path: Pat
             "--report", "junit", "--report-junit-path", str(junit),
             "--output-sanitize", "true"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=MAX_SECONDS + 300, check=False,
-                          env={**fuzz_service.env, "NO_COLOR": "1"})
-    summary = proc.stdout[-12000:]
+                          env={**fuzz_service.env, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+                               "PYTHONPATH": str(Path(__file__).parent)})
+    (tmp_path / "schemathesis.out").write_text(proc.stdout + proc.stderr)
+    # the failures (each with its curl reproduction) and errors, then the summary
+    start = proc.stdout.find("FAILURES")
+    start = proc.stdout.find("ERRORS") if start < 0 else start
+    summary = (proc.stdout[start:start + 20000] if start >= 0 else "") + "\n...\n" + proc.stdout[-6000:]
     assert junit.is_file(), f"schemathesis wrote no report (rc {proc.returncode}):\n{summary}\n{proc.stderr[-3000:]}"
     report = junit.read_text()
     assert "Server error" not in report and "not_a_server_error" not in report, summary
