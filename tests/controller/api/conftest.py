@@ -157,6 +157,17 @@ class Service:
         self.write_clouds()
         return self.users[name]
 
+    def register_user(self, name: str, password: str, project: str, roles: tuple[str, ...] = ("member",)) -> User:
+        """Record a user made some other way (e.g. by `openstack user create`) and give it a clouds.yaml
+        entry; ``forget_user`` drops it again."""
+        self.users[name] = User(name, password, project, roles)
+        self.write_clouds()
+        return self.users[name]
+
+    def forget_user(self, name: str) -> None:
+        self.users.pop(name, None)
+        self.write_clouds()
+
     def write_clouds(self) -> None:
         clouds = {ADMIN_CLOUD: self._cloud("admin", self.admin_password, "admin")}
         for u in self.users.values():
@@ -215,6 +226,25 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Any:
     svc.start()
     yield svc
     svc.stop()
+
+
+@pytest.fixture(scope="module")
+def service_factory(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """More services for one test module, each with its own state dir, port and (optional) kvmfleet.yml:
+    ``svc = service_factory({"api": {"token_expiration": 120}})``; all stopped after the module."""
+    made: list[Service] = []
+
+    def make(config: dict[str, Any] | None = None) -> Service:
+        svc = make_service(tmp_path_factory.mktemp("api-extra"))
+        if config:
+            (svc.state / "kvmfleet.yml").write_text(yaml.safe_dump(config))
+        svc.start()
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.stop()
 
 
 @pytest.fixture(scope="session")

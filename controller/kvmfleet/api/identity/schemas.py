@@ -53,7 +53,8 @@ token_issue: dict[str, Any] = {
                     "token": {"type": "object", "properties": {"id": {"type": "string", "minLength": 1}},
                               "required": ["id"], "additionalProperties": False},
                 },
-                "required": ["methods"], "additionalProperties": False},
+                # other methods' data (totp, application_credential...): accepted here, refused with 401
+                "required": ["methods"], "additionalProperties": {"type": "object"}},
             # "unscoped", or an object; old keystoneauth sent {"unscoped": {}}
             "scope": {
                 "type": ["object", "string"],
