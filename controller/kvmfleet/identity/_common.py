@@ -29,8 +29,9 @@ def check_bool(value: Any, what: str) -> bool:
 
 
 def check_text(value: Any, what: str, max_length: int = 65535) -> str | None:
+    """Free text; NUL is refused (PostgreSQL cannot store it in text)."""
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > max_length:
-        raise InvalidInput(f"{what} must be a string of at most {max_length} characters")
+    if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
+        raise InvalidInput(f"{what} must be a string of at most {max_length} characters, without NUL")
     return value

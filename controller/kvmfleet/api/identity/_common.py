@@ -6,12 +6,21 @@ from fastapi import Depends, Request
 
 from kvmfleet.api import policy
 from kvmfleet.api.context import RequestContext, context
-from kvmfleet.api.faults import Forbidden
+from kvmfleet.api.faults import BadRequest, Forbidden
 from kvmfleet.api.validation import json_body
 
 PREFIX = "/identity/v3"
 CTX = Depends(context)  # the dependencies, once (ruff B008)
 BODY = Depends(json_body)
+
+
+def no_nul(request: Request) -> None:
+    """A NUL in the path or the query is never an id or a name (and PostgreSQL refuses it in text): 400."""
+    if "\x00" in request.url.path or any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
+        raise BadRequest("NUL characters are not allowed in the URL.")
+
+
+CLEAN_URL = [Depends(no_nul)]
 
 # Keystone's defaults (keystone/common/policies/*.py), reduced to kvmfleet's rule kinds: admin for
 # writes and for listing others; ownership checks ("a user may read itself") are made in the route.

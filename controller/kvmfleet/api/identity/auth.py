@@ -11,13 +11,13 @@ from fastapi.responses import JSONResponse
 from kvmfleet.api.context import RequestContext, get_store
 from kvmfleet.api.faults import NotFoundError
 from kvmfleet.api.identity import schemas, views
-from kvmfleet.api.identity._common import BODY, CTX, PREFIX, authorize
+from kvmfleet.api.identity._common import BODY, CLEAN_URL, CTX, PREFIX, authorize
 from kvmfleet.api.validation import openapi_body, validate
 from kvmfleet.identity import auth as identity_auth
 from kvmfleet.identity import catalog, domains, projects, roles, tokens
 from kvmfleet.identity.errors import AuthFailed
 
-router = APIRouter(prefix=PREFIX + "/auth")
+router = APIRouter(prefix=PREFIX + "/auth", dependencies=CLEAN_URL)
 
 
 def _nocatalog(request: Request) -> bool:

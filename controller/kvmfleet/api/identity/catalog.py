@@ -10,10 +10,10 @@ from fastapi import APIRouter, Request
 from kvmfleet.api.context import RequestContext
 from kvmfleet.api.faults import NotFoundError
 from kvmfleet.api.identity import views
-from kvmfleet.api.identity._common import CTX, PREFIX, authorize, query_str
+from kvmfleet.api.identity._common import CLEAN_URL, CTX, PREFIX, authorize, query_str
 from kvmfleet.identity import catalog
 
-router = APIRouter(prefix=PREFIX)
+router = APIRouter(prefix=PREFIX, dependencies=CLEAN_URL)
 
 
 def _service(request: Request, svc: catalog.Service) -> dict[str, Any]:

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request, Response
 
 from kvmfleet.api.context import RequestContext, get_store
 from kvmfleet.api.identity import schemas, views
-from kvmfleet.api.identity._common import BODY, CTX, PREFIX, authorize, query_bool, query_str
+from kvmfleet.api.identity._common import BODY, CLEAN_URL, CTX, PREFIX, authorize, query_bool, query_str
 from kvmfleet.api.validation import openapi_body, validate
 from kvmfleet.identity import domains
 
-router = APIRouter(prefix=PREFIX + "/domains")
+router = APIRouter(prefix=PREFIX + "/domains", dependencies=CLEAN_URL)
 
 
 def _own_domain(ctx: RequestContext, domain_id: str) -> bool:

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request, Response
 from kvmfleet.api.context import RequestContext, get_store
 from kvmfleet.api.faults import BadRequest
 from kvmfleet.api.identity import schemas, views
-from kvmfleet.api.identity._common import BODY, CTX, PREFIX, authorize, query_bool, query_str
+from kvmfleet.api.identity._common import BODY, CLEAN_URL, CTX, PREFIX, authorize, query_bool, query_str
 from kvmfleet.api.validation import openapi_body, validate
 from kvmfleet.identity import domains, projects
 
-router = APIRouter(prefix=PREFIX + "/projects")
+router = APIRouter(prefix=PREFIX + "/projects", dependencies=CLEAN_URL)
 
 
 def _check_hierarchy(data: dict[str, Any], domain_id: str) -> None:

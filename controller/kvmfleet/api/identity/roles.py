@@ -9,12 +9,12 @@ from fastapi import APIRouter, Request, Response
 
 from kvmfleet.api.context import RequestContext, get_store
 from kvmfleet.api.identity import schemas, views
-from kvmfleet.api.identity._common import BODY, CTX, PREFIX, authorize, query_flag, query_str
+from kvmfleet.api.identity._common import BODY, CLEAN_URL, CTX, PREFIX, authorize, query_flag, query_str
 from kvmfleet.api.validation import openapi_body, validate
 from kvmfleet.identity import domains, projects, roles
 from kvmfleet.store.models import Domain
 
-router = APIRouter(prefix=PREFIX)
+router = APIRouter(prefix=PREFIX, dependencies=CLEAN_URL)
 
 
 @router.get("/roles")

@@ -83,7 +83,9 @@ domain_create = _wrapped("domain", {"name": _NAME64, "description": _DESCRIPTION
 domain_update = _wrapped("domain", {"name": _NAME64, "description": _DESCRIPTION, "enabled": _BOOL,
                                     "options": _NO_OPTIONS}, min_properties=1)
 
-_PROJECT = {"name": _NAME64, "description": _DESCRIPTION, "domain_id": _nullable(_ID), "enabled": _BOOL,
+# project names reach the hosts' domain metadata: the collection's rule (kvmfleet.store.resources)
+_PROJECT_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$"}
+_PROJECT = {"name": _PROJECT_NAME, "description": _DESCRIPTION, "domain_id": _nullable(_ID), "enabled": _BOOL,
             "is_domain": _BOOL, "parent_id": _nullable(_ID), "tags": {"type": "array", "maxItems": 0},
             "options": _NO_OPTIONS}
 project_create = _wrapped("project", _PROJECT, ["name"])
