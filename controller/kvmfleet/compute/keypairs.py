@@ -20,6 +20,7 @@ import hashlib
 import re
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -59,7 +60,7 @@ def ssh_fingerprint(public_key: str) -> str:
     try:
         serialization.load_ssh_public_key(public_key.strip().encode("utf-8"))
         blob = base64.b64decode(public_key.split()[1], validate=True)
-    except (ValueError, IndexError, TypeError, binascii.Error, UnicodeError):
+    except (ValueError, IndexError, TypeError, binascii.Error, UnicodeError, UnsupportedAlgorithm):
         raise InvalidKeypair("failed to generate fingerprint") from None
     return _colon_hex(hashlib.md5(blob, usedforsecurity=False).hexdigest())
 
@@ -67,8 +68,8 @@ def ssh_fingerprint(public_key: str) -> str:
 def x509_fingerprint(pem: str) -> str:
     try:
         cert = x509.load_pem_x509_certificate(pem.encode("utf-8"))
-    except (ValueError, TypeError, UnicodeError) as exc:
-        raise InvalidKeypair(f"failed to generate X509 fingerprint. Error message: {exc}") from None
+    except (ValueError, TypeError, UnicodeError, UnsupportedAlgorithm):
+        raise InvalidKeypair("failed to generate X509 fingerprint") from None
     return _colon_hex(binascii.hexlify(cert.fingerprint(hashes.SHA1())).decode("ascii"))  # Nova's choice
 
 
