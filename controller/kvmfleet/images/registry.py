@@ -162,9 +162,9 @@ def _set_format(image: Image, key: str, value: Any) -> None:
     allowed = DISK_FORMATS if key == "disk_format" else CONTAINER_FORMATS
     if value is not None and value not in allowed:
         raise InvalidInput(f"Invalid value '{value}' for {key}: allowed are {', '.join(allowed)}")
-    if image.status != "queued" and getattr(image, key) != value:
+    if image.status != "queued" and (getattr(image, key) or None) != value:
         raise ImageForbidden(f"Attribute {key} can be only replaced for a queued image.")
-    setattr(image, key, value or ("bare" if key == "container_format" else ""))
+    setattr(image, key, value or "")  # "" is Glance's null (the columns are NOT NULL)
 
 
 def _non_negative_int(key: str, value: Any) -> int:
@@ -250,7 +250,7 @@ def create_image(session: Session, viewer: Viewer, attributes: dict[str, Any]) -
     if owner != viewer.project_id and not viewer.is_admin:
         raise ImageForbidden(f"You are not permitted to create images owned by '{owner}'.")
     image = Image(**({"id": image_id} if image_id else {}), name=None, file_path="", sha256="", size=0,
-                  disk_format="", container_format="bare", status="queued", visibility="shared", protected=False,
+                  disk_format="", container_format="", status="queued", visibility="shared", protected=False,
                   os_hidden=False, tags=[], properties={}, arch="x86_64", min_ram=0, min_disk=0,
                   project_id=owner)
     for key, value in attrs.items():
