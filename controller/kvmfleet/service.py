@@ -1,13 +1,22 @@
-"""`kvmfleet serve`: one process that serves the API (uvicorn) and runs the task workers.
+"""`kvmfleet serve`: one process that serves the API (uvicorn, main thread) and runs the task workers
+(threads, kvmfleet.worker), the crash recovery and the periodic jobs.
 
-run(): the pid file <state dir>/kvmfleet-serve.pid, logs to <state dir>/logs/, TLS when given a
-certificate and key, clean shutdown on SIGTERM. check(): configuration valid, store reachable.
+run(): refuses to start when the pid file <state dir>/kvmfleet-serve.pid names a live process, writes
+it, logs to <state dir>/logs/kvmfleet-serve.log (never a request body, a token or user data), serves
+TLS when given a certificate and key, recovers the tasks a dead owner left before taking new ones, and
+on SIGTERM/SIGINT stops taking tasks, lets running ones finish for `grace` seconds, then hands them back.
+check(): configuration valid, store reachable, schema current — one line, or ServiceError.
+
+Periodic jobs: ``register_periodic(name, interval_s, fn)`` (at import time of the registering module, or
+before run()); ``fn(store)`` runs in the service every `interval_s` seconds, never in the CLI.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +24,41 @@ from kvmfleet.config import ConfigError, get_settings
 
 log = logging.getLogger("kvmfleet.service")
 
+DEFAULT_GRACE = 60.0  # seconds running tasks get to finish at shutdown
+_periodic: dict[str, tuple[float, Callable[[Any], None]]] = {}
+
 
 class ServiceError(ConfigError):
-    """The service cannot start (bad bind address, port in use, TLS files missing); the message says which."""
+    """The service cannot start (bad bind address, port in use, TLS files missing, already running); the
+    message says which."""
+
+
+def register_periodic(name: str, interval_s: float, fn: Callable[[Any], None]) -> None:
+    """Run ``fn(store)`` every `interval_s` seconds while `kvmfleet serve` runs (a name registers once)."""
+    if interval_s <= 0:
+        raise ValueError(f"periodic job {name}: interval must be positive, got {interval_s!r}")
+    _periodic[name] = (float(interval_s), fn)
+
+
+def periodic_jobs() -> dict[str, tuple[float, Callable[[Any], None]]]:
+    return dict(_periodic)
 
 
 def pid_file() -> Path:
     return get_settings().state_dir / "kvmfleet-serve.pid"
+
+
+def running_pid() -> int | None:
+    """The pid in the pid file when that process is alive (and not a zombie), else None."""
+    from kvmfleet.compute.recovery import _pid_alive
+
+    try:
+        pid = int(pid_file().read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid() or pid <= 0:
+        return None
+    return pid if _pid_alive(pid) else None
 
 
 def _bind(bind: str | None) -> tuple[str, int]:
@@ -34,23 +71,56 @@ def _bind(bind: str | None) -> tuple[str, int]:
 
 def check() -> str:
     """Configuration valid and the store answers at the current schema; a one-line report."""
-    from kvmfleet.store import current_revision, get_store, head_revision
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from kvmfleet.store import current_revision, head_revision, make_engine
 
     settings = get_settings()
     _bind(None)
-    store = get_store()
-    with store.engine.connect() as conn:
-        conn.exec_driver_sql("SELECT 1")
-    rev = current_revision(store.engine)
+    if bool(settings.api.cert_file) != bool(settings.api.key_file):
+        raise ServiceError("api.cert_file and api.key_file: give both for TLS, or neither")
+    for path in (settings.api.cert_file, settings.api.key_file):
+        if path and not Path(path).is_file():
+            raise ServiceError(f"TLS file {path} does not exist")
+    engine = make_engine()
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        rev = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise ServiceError(f"store {url} does not answer: {getattr(exc, 'orig', exc)}") from exc
+    finally:
+        engine.dispose()
     if rev != head_revision():
-        raise ServiceError(f"store schema is at {rev}, this kvmfleet needs {head_revision()}")
-    return f"ok: config {settings.config_file or '(defaults)'}, store {store.engine.url.render_as_string()} at {rev}"
+        raise ServiceError(f"store {url} schema is at {rev or 'nothing (empty)'}, this kvmfleet needs "
+                           f"{head_revision()}: run `kvmfleet db upgrade`")
+    return f"ok: config {settings.config_file or '(defaults)'}, store {url} at {rev}"
 
 
-def run(bind: str | None = None, cert: str | None = None, key: str | None = None) -> None:
+def _setup_logging(state_dir: Path) -> None:
+    from kvmfleet import paths
+
+    logs = paths.ensure_private_dir(state_dir / "logs")
+    handler = logging.FileHandler(logs / "kvmfleet-serve.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: "
+                                           "%(message)s"))
+    for name in ("kvmfleet", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(os.environ.get("KVMFLEET_LOG_LEVEL", "INFO").upper())
+        logger.propagate = False
+    paths.ensure_private_file(logs / "kvmfleet-serve.log")
+
+
+def run(bind: str | None = None, cert: str | None = None, key: str | None = None,
+        grace: float = DEFAULT_GRACE, workers: int | None = None) -> None:
     import uvicorn
 
+    from kvmfleet import paths
     from kvmfleet.api.app import create_app
+    from kvmfleet.store import get_store
+    from kvmfleet.worker import Periodic, WorkerPool
 
     settings = get_settings()
     host, port = _bind(bind)
@@ -61,12 +131,41 @@ def run(bind: str | None = None, cert: str | None = None, key: str | None = None
     for path in (cert, key):
         if path and not Path(path).is_file():
             raise ServiceError(f"TLS file {path} does not exist")
-    app: Any = create_app()
-    pid = pid_file()
-    pid.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pid.write_text(f"{os.getpid()}\n")
+    other = running_pid()
+    if other is not None:
+        raise ServiceError(f"kvmfleet serve is already running for {settings.state_dir} (pid {other}, "
+                           f"pid file {pid_file()})")
+    paths.ensure_state_dir(settings.state_dir)
+    _setup_logging(settings.state_dir)
+    store = get_store()
+    app: Any = create_app(store)
+    config = uvicorn.Config(app, host=host, port=port, ssl_certfile=cert, ssl_keyfile=key, log_level="warning",
+                            access_log=False, lifespan="off", log_config=None)
+    server = uvicorn.Server(config)
     try:
-        uvicorn.run(app, host=host, port=port, ssl_certfile=cert, ssl_keyfile=key, log_level="warning",
-                    access_log=False)
+        server.config.load()
+        sock = server.config.bind_socket()  # before the pid file: a port in use is an error, not a service
+    except (OSError, SystemExit) as exc:
+        raise ServiceError(f"cannot listen on {host}:{port}: {exc}") from exc
+    pid = pid_file()
+    pid.write_text(f"{os.getpid()}\n")
+    os.chmod(pid, 0o600)
+    periodic = [Periodic(name, interval, fn) for name, (interval, fn) in periodic_jobs().items()]
+    pool = WorkerPool(store, workers or settings.api.workers, periodic)
+    log.info("kvmfleet serve %s:%d (pid %d, %d workers, store %s)", host, port, os.getpid(), pool.workers,
+             store.url)
+    stop_signals: list[int] = []
+    # uvicorn re-raises the signal that stopped it once it has stopped: with these handlers that only
+    # records it, and the shutdown below (tasks finished or handed back, pid file removed) still runs.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda sig, _frame: stop_signals.append(sig))
+    try:
+        pool.start(recover_first=True)
+        server.run(sockets=[sock])  # returns on SIGTERM/SIGINT (uvicorn's own handlers while it serves)
     finally:
-        pid.unlink(missing_ok=True)
+        log.info("kvmfleet serve stopping: no new tasks; %d running get %.0f s", pool.busy, grace)
+        pool.stop(grace)
+        sock.close()
+        if pid.is_file() and pid.read_text().strip() == str(os.getpid()):
+            pid.unlink(missing_ok=True)
+        log.info("kvmfleet serve stopped")

@@ -21,6 +21,8 @@ from kvmfleet.compute import actions, placement
 from kvmfleet.compute.common import (
     CREATE_TASK,
     Progress,
+    TaskCancelled,
+    current_cancel,
     domain_spec,
     hosts_inventory,
     item_outcome,
@@ -28,6 +30,7 @@ from kvmfleet.compute.common import (
     noop,
     open_event,
     release,
+    run_job,
     statuses,
 )
 from kvmfleet.scheduler import NoValidHost
@@ -82,6 +85,8 @@ def build(store: Any, uuids: list[str], progress: Progress | None = None, timeou
     us, and the error is raised. `cancel` is polled while the executor job runs (a lost task lease)."""
     try:
         return _build(store, uuids, progress or noop, timeout, cancel)
+    except TaskCancelled:
+        raise  # the instances stay as they are: recovery decides them against their hosts
     except Exception as exc:
         _abandon(store, uuids, f"build interrupted: {type(exc).__name__}: {exc}"[:1000])
         raise
@@ -229,8 +234,8 @@ def _spawn(store: Any, placed: list[_Build], attempt: int, max_attempts: int, pr
         return []
     for b in live:
         progress(b.uuid, f"building on {b.host} (attempt {attempt})")
-    result = executor.run(executor.Job(
-        playbook="instance_create.yml", inventory=inv, timeout=timeout, cancel_callback=cancel,
+    result = run_job(executor.Job(
+        playbook="instance_create.yml", inventory=inv, timeout=timeout, cancel_callback=cancel or current_cancel.get(),
         extravars={"kvmfleet_instances": specs, "kvmfleet_user_data": user_data},
         secret_vars=("kvmfleet_user_data",), forks=min(50, max(5, len(specs)))))
     retry: list[_Build] = []

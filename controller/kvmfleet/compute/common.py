@@ -279,6 +279,19 @@ current_cancel: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.
                                                                                           default=None)
 
 
+class TaskCancelled(Exception):
+    """The running task's job was cancelled (its lease was lost, or the service stopped past its grace):
+    the instance is left as it is, for recovery."""
+
+
+def run_job(job: executor.Job) -> executor.JobResult:
+    """executor.run, raising TaskCancelled when the job was cancelled."""
+    result = executor.run(job)
+    if result.status is executor.JobStatus.CANCELED:
+        raise TaskCancelled(f"job {result.id} ({job.playbook}) was cancelled")
+    return result
+
+
 def new_job(playbook: str, inventory: dict[str, Any], extravars: dict[str, Any] | None = None,
         **kwargs: Any) -> executor.Job:
     """An executor job that honours the running task's cancellation."""
@@ -323,7 +336,7 @@ def run_on_host(store: Any, b: Begun, playbook: str, extravars: dict[str, Any],
         inv = hosts_inventory(session, [b.host])
     if not inv["all"]["children"]["kvm_hosts"]["hosts"]:
         raise OperationFailed(f"host {b.host} of server {b.name} is not in the store")
-    return executor.run(new_job(playbook, inv, extravars, secret_vars=secret_vars))
+    return run_job(new_job(playbook, inv, extravars, secret_vars=secret_vars))
 
 
 def status_of(store: Any, uuid: str) -> str:

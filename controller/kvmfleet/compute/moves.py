@@ -17,6 +17,7 @@ from kvmfleet.compute.common import (
     finish,
     hosts_inventory,
     new_job,
+    run_job,
     run_on_host,
     status_of,
 )
@@ -248,7 +249,7 @@ def _migrate(store: Any, b: Begun, source: str, dest: str, new_fields: dict[str,
         "kvmfleet_user_data": user_data})
     job.secret_vars = ("kvmfleet_user_data",)
     try:
-        result = executor.run(job)
+        result = run_job(job)
     finally:
         shutil.rmtree(transfer, ignore_errors=True)  # copies of the guest's disks: never kept
     failed_on = next((h for h in (source, dest) if not result.host(h).ok), None)
@@ -294,7 +295,7 @@ def run_confirm(store: Any, b: Begun) -> str:
     if source and source != b.host:
         with store.transaction() as session:
             inv = hosts_inventory(session, [source])
-        result = executor.run(new_job("instance_delete.yml", inv, {
+        result = run_job(new_job("instance_delete.yml", inv, {
             "kvmfleet_instances": {source: [{"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid}]}}))
         job_id = result.id
         if not result.host(source).ok or result.status is not executor.JobStatus.SUCCESSFUL:

@@ -20,6 +20,7 @@ from kvmfleet.compute.common import (
     hosts_inventory,
     item_outcome,
     new_job,
+    run_job,
     run_on_host,
     status_of,
     unreachable,
@@ -97,7 +98,7 @@ def run_delete(store: Any, begun: list[Begun]) -> dict[str, str]:
             specs.setdefault(host, []).append({"name": f"kvmfleet-{b.uuid}", "uuid": b.uuid})
     if specs:
         inv = store.run_in_transaction(lambda session: hosts_inventory(session, specs))
-        result = executor.run(new_job("instance_delete.yml", inv, {"kvmfleet_instances": specs},
+        result = run_job(new_job("instance_delete.yml", inv, {"kvmfleet_instances": specs},
                                       forks=min(50, max(5, len(specs)))))
     errors: dict[str, str] = {}
     for b in begun:
