@@ -70,9 +70,7 @@ def set_metadata(session: Any, inst: Instance, items: dict[str, str], replace: b
     _check_state(inst, action)
     merged = dict(items) if replace else {**(inst.metadata_ or {}), **items}
     check_metadata(session, inst.project_id, merged)
-    store_api.save_instance(session, inst.uuid, {"metadata": merged}, expected_task_state=None,
-                            expected_vm_state=inst.vm_state)
-    session.refresh(inst)
+    _save_metadata(session, inst, merged)
     return dict(inst.metadata_ or {})
 
 
@@ -80,8 +78,23 @@ def delete_metadata(session: Any, inst: Instance, key: str) -> None:
     """Remove one item; NotFound-like InvalidRequest is the caller's to give (it checks the key first)."""
     _check_state(inst, "delete metadata")
     remaining = {k: v for k, v in (inst.metadata_ or {}).items() if k != key}
-    store_api.save_instance(session, inst.uuid, {"metadata": remaining}, expected_task_state=None,
-                            expected_vm_state=inst.vm_state)
+    _save_metadata(session, inst, remaining)
+
+
+def _save_metadata(session: Any, inst: Instance, metadata: dict[str, str]) -> None:
+    """Compare-and-set on (no task, the vm_state seen): a task that started meanwhile wins, nothing is written.
+    (A Core UPDATE: the ORM reads ``metadata`` as the declarative MetaData, not the column.)"""
+    from sqlalchemy import update
+
+    table = Instance.__table__
+    result = session.execute(update(table).where(table.c.uuid == inst.uuid, table.c.task_state.is_(None),
+                                                 table.c.vm_state == VmState(inst.vm_state).value,
+                                                 table.c.deleted_at.is_(None)).values({"metadata": metadata}))
+    if result.rowcount != 1:
+        session.refresh(inst)
+        _check_state(inst, "update metadata")
+        raise InvalidInstanceState(f"Instance {inst.uuid} changed state while its metadata was being updated",
+                                   vm_state=str(inst.vm_state), task_state=None)
     session.refresh(inst)
 
 
@@ -96,7 +109,8 @@ def rebuild_fields(session: Any, inst: Instance, user_id: str | None, **fields: 
         update_server(session, inst, description=fields["description"])
     if "metadata" in fields:
         check_metadata(session, inst.project_id, dict(fields["metadata"] or {}))
-        values["metadata"] = dict(fields["metadata"] or {})
+        session.execute(Instance.__table__.update().where(Instance.__table__.c.uuid == inst.uuid)
+                        .values({"metadata": dict(fields["metadata"] or {})}))
     if "key_name" in fields:
         if fields["key_name"] is not None:
             _user_key_pair(session, fields["key_name"], user_id)
@@ -110,7 +124,7 @@ def rebuild_fields(session: Any, inst: Instance, user_id: str | None, **fields: 
         values["config"] = config
     if values:
         store_api.save_instance(session, inst.uuid, values)
-        session.refresh(inst)
+    session.refresh(inst)
     return inst
 
 

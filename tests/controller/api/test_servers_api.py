@@ -339,9 +339,16 @@ def test_power_actions_on_the_host(tenant: httpx.Client, active: dict[str, Any],
 
 
 def test_console_output(tenant: httpx.Client, active: dict[str, Any]) -> None:
-    r = action(tenant, active["id"], {"os-getConsoleOutput": {"length": 50}})
-    assert r.status_code == 200, r.text
-    assert set(r.json()) == {"output"} and "kvmfleet-guest" in r.json()["output"]
+    deadline = time.monotonic() + 180
+    while True:  # the reboots just before restarted the guest: wait for its ready line
+        r = action(tenant, active["id"], {"os-getConsoleOutput": {"length": 50}})
+        assert r.status_code == 200, r.text
+        assert set(r.json()) == {"output"}
+        if "kvmfleet-guest: ready" in r.json()["output"] or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert "kvmfleet-guest: ready" in r.json()["output"]
+    assert len(r.json()["output"].splitlines()) <= 50
     assert action(tenant, active["id"], {"os-getConsoleOutput": {"length": "x"}}).status_code == 400
 
 
