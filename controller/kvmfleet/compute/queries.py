@@ -24,8 +24,6 @@ from kvmfleet.store.errors import NotFound
 from kvmfleet.store.models import Host, Instance, ServerGroup
 from kvmfleet.store.states import STATUS_MAP, TaskState, VmState
 
-DEFAULT_NETWORK = "default"
-
 # Nova's sort keys -> our columns (keys we have no column for sort as a no-op, as ignored keys do in Nova).
 _SORT_COLUMNS: dict[str, Any] = {
     "created_at": Instance.created_at, "updated_at": Instance.updated_at, "launched_at": Instance.launched_at,
@@ -227,12 +225,10 @@ class Related:
 
 
 def network_names(inst: Instance) -> list[str]:
-    """The networks an instance was asked to have, one NIC each (``networks``; older rows: ``network``)."""
-    config = inst.config or {}
-    if "networks" in config:
-        return list(config["networks"] or [])
-    network = config.get("network", DEFAULT_NETWORK)
-    return [network] if network else []
+    """The networks an instance was asked to have, one NIC each."""
+    from kvmfleet.compute.common import instance_networks
+
+    return instance_networks(inst)
 
 
 def _nics_from_config(inst: Instance) -> list[Nic]:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from kvmfleet.compute.errors import InvalidRequest
 from kvmfleet.store import api as store_api
-from kvmfleet.store.errors import NotFound
+from kvmfleet.store.errors import Conflict, NotFound
 from kvmfleet.store.models import Flavor, Host, Image, ServerGroup
 
 DEFAULT_NETWORK = "default"
@@ -101,7 +101,15 @@ def resolve_networks(session: Any, requested: Any, project_id: str | None) -> st
                 raise InvalidRequest(f"Port ID '{port}' was specified twice: you cannot attach a port multiple "
                                      "times.")
             seen_ports.add(port)
-            # ports are made with their server; an existing one is always someone's
+            # ports are made with their server: an existing one is always attached to it
+            get_port = getattr(_network_module(), "get_port", None)
+            if get_port is not None:
+                try:
+                    get_port(session, str(port), project_id)
+                except NotFound:
+                    pass
+                else:
+                    raise Conflict(f"Port {port} is still in use.", port=port)
             raise InvalidRequest(f"Port id {port} could not be found.", port=port)
         if "uuid" not in item:
             raise InvalidRequest("Bad network format: missing 'uuid'")
@@ -168,11 +176,13 @@ def decode_user_data(text: str | None) -> str | None:
 
 def check_security_groups(session: Any, groups: list[dict[str, Any]] | None, project_id: str | None) -> None:
     """Only the default security group exists (by name, or by the id the network API gives it)."""
-    network = _network_module()
-    default_id = getattr(network, "default_security_group_id", None)
     allowed = {DEFAULT_SECURITY_GROUP}
-    if callable(default_id) and project_id:
-        allowed.add(str(default_id(project_id)))
+    try:
+        from kvmfleet.network import security_groups
+    except ImportError:
+        security_groups = None
+    if security_groups is not None and project_id:
+        allowed.add(str(security_groups.group_id(project_id)))  # OSC sends the Neutron group's id
     for group in groups or []:
         name = group.get("name")
         if name and name not in allowed:
