@@ -8,6 +8,7 @@ then listed, filtered, paged, updated, given metadata, taken through actions, an
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import sqlite3
@@ -440,6 +441,20 @@ def test_markup_name_is_text_everywhere(compute_service: Service, tenant: httpx.
         wait_for(tenant, sid, "DELETED")
 
 
+def test_reset_state_by_an_admin(tenant: httpx.Client, admin: httpx.Client, active: dict[str, Any]) -> None:
+    sid = active["id"]
+    r = action(admin, sid, {"os-resetState": {"state": "error"}})
+    assert r.status_code == 202, r.text
+    shown = tenant.get(f"/compute/v2.1/servers/{sid}").json()["server"]
+    assert shown["status"] == "ERROR" and shown["OS-EXT-STS:vm_state"] == "error"
+    assert "progress" not in shown  # only in ACTIVE/BUILD/REBUILD/RESIZE/VERIFY_RESIZE/MIGRATING
+    assert action(admin, sid, {"os-resetState": {"state": "paused"}}).status_code == 400
+    assert action(admin, sid, {"os-resetState": {"state": "active"}}).status_code == 202
+    assert tenant.get(f"/compute/v2.1/servers/{sid}").json()["server"]["status"] == "ACTIVE"
+    actions = tenant.get(f"/compute/v2.1/servers/{sid}/os-instance-actions").json()["instanceActions"]
+    assert [a["action"] for a in actions[:2]] == ["resetState", "resetState"]
+
+
 def test_all_tenants_is_admin_only(tenant: httpx.Client, admin: httpx.Client, active: dict[str, Any]) -> None:
     r = tenant.get("/compute/v2.1/servers", params={"all_tenants": "1"})
     assert r.status_code == 403 and "get_all_tenants" in r.json()["forbidden"]["message"]
@@ -464,3 +479,65 @@ def test_delete_removes_the_domain(tenant: httpx.Client, admin: httpx.Client, ac
     gone = [s for s in admin.get("/compute/v2.1/servers/detail", params={
         "changes-since": "2000-01-01T00:00:00Z", "all_tenants": "1"}).json()["servers"] if s["id"] == sid]
     assert gone and gone[0]["status"] == "DELETED" and USAGE_RE.match(gone[0]["OS-SRV-USG:terminated_at"])
+
+
+READY = re.compile(r"kvmfleet-guest: ready hostname=(\S+) ip=(\S+) instance-id=(\S+)")
+
+
+def test_openstack_client_create_shows_the_guests_address(compute_service: Service, tenant: httpx.Client,
+                                                          refs: dict[str, str]) -> None:
+    """`openstack server create --network default --wait` as the tenant; the server's addresses then carry
+    the NIC's MAC and the IPv4 the guest itself reports on its console (from the host's DHCP lease)."""
+    name = f"{NAME}-osc"
+    created = compute_service.openstack("server", "create", "--image", refs["image"], "--flavor", refs["flavor"],
+                                        "--network", "default", "--wait", name, cloud=MEMBER, as_json=True)
+    sid = created["id"]
+    try:
+        assert created["status"] == "ACTIVE" and created["name"] == name
+        deadline = time.monotonic() + 240
+        ready = None
+        addresses: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            output = action(tenant, sid, {"os-getConsoleOutput": {"length": -1}}).json()["output"]
+            ready = READY.search(output)
+            addresses = tenant.get(f"/compute/v2.1/servers/{sid}").json()["server"]["addresses"]
+            if ready and addresses.get("default"):
+                break
+            time.sleep(5)
+        assert ready, "the guest never printed its ready line"
+        assert list(addresses) == ["default"] and len(addresses["default"]) == 1
+        addr = addresses["default"][0]
+        assert addr["addr"] == ready.group(2) and addr["version"] == 4 and addr["OS-EXT-IPS:type"] == "fixed"
+        assert ready.group(3) == sid
+        listed = compute_service.openstack("server", "list", "--name", name, cloud=MEMBER, as_json=True)
+        assert [s["ID"] for s in listed] == [sid]
+        shown = compute_service.openstack("server", "show", sid, cloud=MEMBER, as_json=True)
+        assert shown["id"] == sid and shown["status"] == "ACTIVE"
+        assert ready.group(2) in json.dumps(shown["addresses"])
+    finally:
+        compute_service.openstack("server", "delete", "--wait", sid, cloud=MEMBER)
+    assert tenant.get(f"/compute/v2.1/servers/{sid}").status_code == 404
+
+
+def test_multi_create_returns_the_reservation(compute_service: Service, tenant: httpx.Client, admin: httpx.Client,
+                                              refs: dict[str, str]) -> None:
+    """min_count/max_count with return_reservation_id: the answer is the reservation id alone, and the
+    reservation's servers share it (launch_index 0 and 1)."""
+    r = tenant.post("/compute/v2.1/servers", json={"server": {
+        "name": f"{NAME}-multi", "imageRef": refs["image"], "flavorRef": refs["flavor"], "networks": "none",
+        "min_count": 2, "max_count": "2", "return_reservation_id": True}})
+    assert r.status_code == 202, r.text
+    assert set(r.json()) == {"reservation_id"} and r.json()["reservation_id"].startswith("r-")
+    rid = r.json()["reservation_id"]
+    servers = tenant.get("/compute/v2.1/servers/detail", params={"reservation_id": rid}).json()["servers"]
+    try:
+        assert len(servers) == 2
+        shown = [admin.get(f"/compute/v2.1/servers/{s['id']}").json()["server"] for s in servers]
+        assert {s["OS-EXT-SRV-ATTR:reservation_id"] for s in shown} == {rid}
+        assert sorted(s["OS-EXT-SRV-ATTR:launch_index"] for s in shown) == [0, 1]
+    finally:
+        for s in servers:
+            assert tenant.delete(f"/compute/v2.1/servers/{s['id']}").status_code == 204
+        for s in servers:
+            wait_for(tenant, s["id"], "DELETED")
+
