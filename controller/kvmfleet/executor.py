@@ -3,7 +3,9 @@
 `run(job)` gives every job its own private data dir under <state dir>/jobs/<job id>/, passes the
 inventory and extravars as data (extravars through a 0600 file deleted after the run, never on a
 command line), records the events ordered by `counter`, folds them into one result per host,
-maps runner's status to ours, honours cancellation and keeps only the last N job dirs.
+maps runner's status to ours, honours cancellation and keeps only the last N job dirs. ansible-playbook
+runs under kvmfleet.ansible_guard, so a killed controller (kill -9 included) leaves no playbook running.
+Extravars are written as YAML with every string tagged !unsafe: tenant text is never templated.
 
 Secrets: values of the extravars named in `Job.secret_vars` are scrubbed from every event, from the
 stdout file and from the result before anything is written or returned; modules' no_log options are
@@ -15,6 +17,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import shlex
 import shutil
 import stat
 import sys
@@ -339,12 +342,30 @@ def _env(job: Job) -> dict[str, str]:
     }
 
 
+def guard_binary() -> Path:
+    """The executable ansible-runner starts in place of ansible-playbook (kvmfleet.ansible_guard): written
+    under <state dir>/bin for this interpreter, rewritten when it differs."""
+    path = paths.state_dir() / "bin" / "ansible-playbook"
+    text = f"#!{sys.executable}\nfrom kvmfleet.ansible_guard import main\n\nmain()\n"
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return path
+    except OSError:
+        pass
+    paths.ensure_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    _write_private(tmp, text)
+    os.chmod(tmp, 0o700)
+    os.replace(tmp, path)
+    return path
+
+
 def rotate(keep: int, directory: Path | None = None, exclude: str | None = None) -> list[Path]:
     """Remove all but the newest `keep` job dirs; returns what was removed."""
     directory = directory or jobs_dir()
     if keep <= 0 or not directory.is_dir():
         return []
-    dirs = [p for p in directory.iterdir() if p.is_dir() and p.name != exclude]
+    dirs = [p for p in directory.iterdir() if p.is_dir() and p.name != exclude and not p.name.startswith(".")]
     dirs.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     removed = []
     for old in dirs[max(keep - (1 if exclude else 0), 0):]:
@@ -417,6 +438,8 @@ def run(job: Job, keep: int | None = None) -> JobResult:
             quiet=True,
             suppress_env_files=True,
             project_dir=str(paths.REPO_ROOT),
+            binary=str(guard_binary()),  # no playbook outlives us (kill -9 included)
+            cmdline=shlex.quote(str(playbook)),  # with a binary, runner leaves the playbook to us
         )
     finally:
         # The extravars file held the secrets: it never outlives the run.
