@@ -82,6 +82,12 @@ def check() -> str:
     for path in (settings.api.cert_file, settings.api.key_file):
         if path and not Path(path).is_file():
             raise ServiceError(f"TLS file {path} does not exist")
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(settings.database_url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).is_file():
+        raise ServiceError(f"store {parsed.database} does not exist: run `kvmfleet db upgrade`")
     engine = make_engine()
     url = engine.url.render_as_string(hide_password=True)
     try:

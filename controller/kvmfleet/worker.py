@@ -52,15 +52,13 @@ class WorkerPool:
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._last_reap = 0.0
+        self.started = threading.Event()  # the recovery at start is done and the workers run
 
     # -- life cycle --------------------------------------------------------------------------------
 
     def start(self, recover_first: bool = True) -> None:
-        if recover_first:
-            self.recover(reap=True)
-        for n in range(self.workers):
-            self._spawn(f"kvmfleet-worker-{n}", self._work, n)
-        self._spawn("kvmfleet-recovery", self._recovery_loop)
+        """Start in the background (the API answers meanwhile): first a recovery pass, then the workers."""
+        self._spawn("kvmfleet-recovery", self._recovery_loop, recover_first)
         self._spawn("kvmfleet-periodic", self._periodic_loop)
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
@@ -73,6 +71,9 @@ class WorkerPool:
         self._stop.set()
         tasks._notify()  # wake idle workers so they see the stop
         deadline = time.monotonic() + max(0.0, grace)
+        recovery = next((t for t in self._threads if t.name == "kvmfleet-recovery"), None)
+        if recovery is not None and not self.started.is_set():
+            recovery.join(max(0.0, deadline - time.monotonic()))  # the pass at start may still run
         workers = [t for t in self._threads if t.name.startswith("kvmfleet-worker")]
         for thread in workers:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -152,7 +153,17 @@ class WorkerPool:
             log.warning("recovery: %s", report.as_dict())
         return report
 
-    def _recovery_loop(self) -> None:
+    def _recovery_loop(self, recover_first: bool) -> None:
+        if recover_first:
+            try:
+                self._last_reap = time.monotonic()
+                self.recover(reap=True)
+            except Exception:
+                log.warning("recovery at start failed; the next pass is in %.0f s", RECOVERY_INTERVAL,
+                            exc_info=True)
+        for n in range(self.workers):
+            self._spawn(f"kvmfleet-worker-{n}", self._work, n)
+        self.started.set()
         while not self._stop.wait(RECOVERY_INTERVAL):
             try:
                 reap = time.monotonic() - self._last_reap >= REAP_INTERVAL
