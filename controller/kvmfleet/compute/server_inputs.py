@@ -82,6 +82,15 @@ def network_name(session: Any, network_id: str, project_id: str | None) -> str:
     raise InvalidRequest(f"Network {network_id} could not be found.", network=network_id)
 
 
+def _uuid_like(value: Any) -> bool:
+    import uuid
+
+    try:
+        return str(uuid.UUID(str(value))).replace("-", "") == str(value).replace("-", "").lower()
+    except ValueError:
+        return False
+
+
 def resolve_networks(session: Any, requested: Any, project_id: str | None) -> str | list[str]:
     """The API's ``networks`` (absent, "auto", "none" or [{uuid}|{port}|{fixed_ip}...]) as the CreateRequest
     takes it: "auto", "none" or network names, one NIC each."""
@@ -113,6 +122,8 @@ def resolve_networks(session: Any, requested: Any, project_id: str | None) -> st
             raise InvalidRequest(f"Port id {port} could not be found.", port=port)
         if "uuid" not in item:
             raise InvalidRequest("Bad network format: missing 'uuid'")
+        if not _uuid_like(item["uuid"]):
+            raise InvalidRequest(f"Bad networks format: network uuid is not in proper format ({item['uuid']})")
         names.append(network_name(session, str(item["uuid"]), project_id))
     return names
 

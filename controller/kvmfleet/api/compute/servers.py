@@ -25,6 +25,7 @@ from kvmfleet.api.faults import BadRequest, Forbidden
 from kvmfleet.api.microversion import MAX
 from kvmfleet.api.validation import json_body, openapi_body, validate
 from kvmfleet.compute import queries
+from kvmfleet.store.states import VmState
 
 router = APIRouter(prefix=PREFIX)
 CTX = Depends(context)  # the dependencies, once (ruff B008)
@@ -136,7 +137,8 @@ def server_query(ctx: RequestContext, params: dict[str, list[str]], detail: bool
         q.user_id, q.uuid = _first(opts, "user_id"), _first(opts, "uuid")
         q.availability_zone, q.key_name = _first(opts, "availability_zone"), _first(opts, "key_name")
         if "vm_state" in opts and q.vm_states is None:
-            q.vm_states = opts["vm_state"]
+            known = {state.value for state in VmState}
+            q.vm_states = [s for s in opts["vm_state"] if s in known]  # an unknown state matches nothing
             if opts["vm_state"] == ["deleted"]:
                 q.deleted = True
     q.limit, q.marker = _paging(params)
@@ -191,8 +193,8 @@ def _list(request: Request, ctx: RequestContext, detail: bool) -> dict[str, Any]
     params = _params(request)
     q = server_query(ctx, params, detail)
     with get_store(request).transaction() as session:
-        if q.vm_states == [] and q.task_states is None:
-            instances: list[Any] = []  # an unknown status before 2.38 matches nothing
+        if q.vm_states == []:
+            instances: list[Any] = []  # an unknown status (before 2.38) or vm_state matches nothing
         else:
             instances = queries.list_instances(session, q)
         view = ServerView(request, ctx, queries.related(session, instances) if detail else queries.Related())
