@@ -230,3 +230,16 @@ def purge_expired(store: Any, at: dt.datetime | None = None) -> int:
         return int(getattr(result, "rowcount", 0) or 0)
 
     return store.run_in_transaction(run)
+
+
+def _purge_periodically(store: Any) -> None:
+    purge_expired(store)
+
+
+def _register() -> None:
+    from kvmfleet import service
+
+    service.register_periodic("token-purge", 900, _purge_periodically)
+
+
+_register()

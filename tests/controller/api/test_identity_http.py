@@ -345,5 +345,6 @@ def test_passwords_are_bcrypt_and_never_logged(service):
         store.dispose()
     assert stored.startswith("$2b$12$") and all(h is None or h.startswith("$2b$") for h in hashes)
     assert password not in (service.state / "kvmfleet.db").read_bytes().decode("latin-1")
-    logs = service.log_text() + (service.state / "serve-stdout.log").read_text(errors="replace")
-    assert password not in logs and service.admin_password not in logs
+    logs = "".join(p.read_text(errors="replace") for p in [*service.state.glob("logs/*"),
+                                                             service.state / "serve-stdout.log"] if p.is_file())
+    assert logs and password not in logs and service.admin_password not in logs
