@@ -111,6 +111,9 @@ def test_validate_check_and_revoke_subject_tokens(service):
     with service.http(admin_token) as http:
         assert http.get("/identity/v3/auth/tokens", headers={"X-Subject-Token": other}).status_code == 404
         assert http.delete("/identity/v3/auth/tokens", headers={"X-Subject-Token": other}).status_code == 404
+    svc_user = service.user(unique("idt-svc"), unique("idt-svcp"), "service")
+    with service.http(service.token(svc_user.name, project=svc_user.project)) as http:  # Nova, Glance... validate
+        assert http.get("/identity/v3/auth/tokens", headers={"X-Subject-Token": own}).status_code == 200
 
 
 def test_expired_token_is_401(service):

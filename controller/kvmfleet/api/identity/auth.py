@@ -36,13 +36,14 @@ def issue_token(request: Request, body: Any = BODY) -> JSONResponse:
 
 
 def _subject(request: Request, ctx: RequestContext) -> tokens.TokenInfo:
-    """The X-Subject-Token's info; the caller must be admin or the token's own user. Invalid: 404."""
+    """The X-Subject-Token's info; the caller must be allowed to see it. Invalid: 404."""
     subject = request.headers.get("x-subject-token")
     try:
         info = tokens.validate(get_store(request), subject)
     except AuthFailed:
         raise NotFoundError("Could not find token.") from None
-    authorize(ctx, "identity:validate_token", owner=info.user_id == ctx.user_id)
+    # Keystone's service_admin_or_token_subject: admin, a service user, or the token's own user
+    authorize(ctx, "identity:validate_token", owner=info.user_id == ctx.user_id or "service" in ctx.roles)
     return info
 
 
