@@ -33,7 +33,7 @@ from kvmfleet.images.errors import ImageForbidden, ImageTooLarge
 from kvmfleet.images.inspect import DISK_FORMATS
 from kvmfleet.store import api as store_api
 from kvmfleet.store.errors import AlreadyExists, Conflict, InUse, InvalidInput, NotFound
-from kvmfleet.store.models import Image, Instance, utcnow
+from kvmfleet.store.models import Image, Instance, Project, utcnow
 
 FORMATS = DISK_FORMATS  # the CLI's name for them
 CONTAINER_FORMATS = ("bare",)
@@ -173,7 +173,18 @@ def _non_negative_int(key: str, value: Any) -> int:
     return value
 
 
-def set_attribute(image: Image, key: str, value: Any, viewer: Viewer) -> None:
+def _owner(session: Session, value: Any) -> str | None:
+    """An owner an admin names: a project of this cloud (images belong to projects here), or none."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput("Invalid value for owner: a project id is required")
+    if session.get(Project, value) is None:
+        raise InvalidInput(f"Invalid value for owner: no project has the id {value!r}")
+    return value
+
+
+def set_attribute(session: Session, image: Image, key: str, value: Any, viewer: Viewer) -> None:
     """Set one base attribute or extra property (PATCH add/replace, or create)."""
     if key == "name":
         if value is not None and (not isinstance(value, str) or len(value) > 255):
@@ -194,9 +205,7 @@ def set_attribute(image: Image, key: str, value: Any, viewer: Viewer) -> None:
     elif key == "owner":
         if not viewer.is_admin:
             raise ImageForbidden("Owner can't be updated by non admin.")
-        if value is not None and not isinstance(value, str):
-            raise InvalidInput("Invalid value for owner")
-        image.project_id = value or None
+        image.project_id = _owner(session, value)
     else:
         check_attribute_name(key)
         if not isinstance(value, str):
@@ -249,6 +258,7 @@ def create_image(session: Session, viewer: Viewer, attributes: dict[str, Any]) -
     owner = attrs.pop("owner", viewer.project_id)
     if owner != viewer.project_id and not viewer.is_admin:
         raise ImageForbidden(f"You are not permitted to create images owned by '{owner}'.")
+    owner = _owner(session, owner)
     image = Image(**({"id": image_id} if image_id else {}), name=None, file_path="", sha256="", size=0,
                   disk_format="", container_format="", status="queued", visibility="shared", protected=False,
                   os_hidden=False, tags=[], properties={}, arch="x86_64", min_ram=0, min_disk=0,
@@ -257,7 +267,7 @@ def create_image(session: Session, viewer: Viewer, attributes: dict[str, Any]) -
         if key == "visibility":
             _set_visibility(image, value, viewer)
         else:
-            set_attribute(image, key, value, viewer)
+            set_attribute(session, image, key, value, viewer)
     session.add(image)
     session.flush()
     return image
@@ -285,7 +295,7 @@ def update_image(session: Session, image_id: str, viewer: Viewer, changes: list[
                 and change.path not in (image.properties or {}):
             raise Conflict(f"Property {change.path} does not exist.", image=image.id)  # Glance: 409
         elif change.op in ("add", "replace"):
-            set_attribute(image, change.path, change.value, viewer)
+            set_attribute(session, image, change.path, change.value, viewer)
         else:
             raise InvalidInput(f"Invalid operation: `{change.op}`. It must be one of the following: add, remove, "
                                "replace.")

@@ -302,6 +302,14 @@ def test_create_refuses(http: dict[str, httpx.Client], body: dict[str, Any], sta
     assert r.json()["message"]
 
 
+def test_owner_is_a_project(http: dict[str, httpx.Client]) -> None:
+    assert http[ALICE].post("/image/v2/images", json={"owner": UUID}).status_code == 403  # not theirs to give
+    assert http["admin"].post("/image/v2/images", json={"owner": "no-such-project"}).status_code == 400
+    ownerless = create(http["admin"], name=f"ownerless-{SUFFIX}", owner="")
+    assert ownerless["owner"] is None
+    assert http["admin"].delete(f"/image/v2/images/{ownerless['id']}").status_code == 204
+
+
 def test_create_malformed_and_by_reader(http: dict[str, httpx.Client]) -> None:
     r = http[ALICE].post("/image/v2/images", content=b"{nope", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
