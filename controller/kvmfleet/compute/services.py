@@ -179,6 +179,22 @@ def servers_on(session: Session, host: Host) -> list[Instance]:
                                 .order_by(Instance.created_at)).all())
 
 
+def uptime(store: Any, host_name: str, timeout: int = 60) -> str:
+    """The host's ``uptime`` line (playbooks/host_uptime.yml, one read-only command), as Nova's libvirt driver
+    answers; InvalidInput when the host does not answer (Nova: the compute service is unavailable)."""
+    from kvmfleet import executor
+
+    def find(session: Session) -> dict[str, Any]:
+        return hostops.inventory(session.scalars(select(Host).where(Host.name == host_name)).all())
+
+    result = executor.run(executor.Job(playbook="host_uptime.yml", inventory=store.run_in_transaction(find),
+                                       forks=1, timeout=timeout))
+    out = (result.host(host_name).result_of("command") or {}).get("stdout")
+    if not result.host(host_name).ok or not isinstance(out, str) or not out.strip():
+        raise InvalidInput(f"Compute service of {host_name} is unavailable at this time.", host=host_name)
+    return out.strip()
+
+
 def search_nodes(session: Session, pattern: str) -> list[Host]:
     """Nova's hypervisor_hostname LIKE %pattern%; NotFound when nothing matches."""
     found = [h for h in all_hosts(session) if pattern in h.name]
