@@ -7,13 +7,13 @@ For the servers API and views (kvmfleet.compute, kvmfleet.api.compute):
     get_network(session, id_or_name, project_id) -> Network (store NotFound otherwise)
 
 For the Network API (kvmfleet.api.network): list_networks, list_subnets, list_ports, get_port,
-security_groups, quotas. Lease refresh: refresh_leases (one job over the hosts), refresh_after_build,
-periodic_refresh. See model.py for how Neutron's model maps onto kvmfleet's.
+security_groups, quotas. Lease refresh: refresh_leases (one job over the hosts) and periodic_refresh
+(kvmfleet serve's job). See model.py for how Neutron's model maps onto kvmfleet's.
 """
 
 from __future__ import annotations
 
-from kvmfleet.network.leases import LeaseReport, periodic_refresh, refresh_after_build, refresh_leases
+from kvmfleet.network.leases import LeaseReport, periodic_refresh, refresh_leases
 from kvmfleet.network.model import (
     DEFAULT_NETWORK,
     Network,
@@ -45,7 +45,6 @@ __all__ = [
     "periodic_refresh",
     "port_id",
     "ports_for",
-    "refresh_after_build",
     "refresh_leases",
     "subnet_id",
 ]

@@ -5,29 +5,26 @@ named ones) in parallel, each host's answer recorded as ``Host.facts["networks"]
 ``kvmfleet host refresh`` fills from host_facts). It runs:
 
 - with ``kvmfleet host refresh`` (host_facts carries the networks and leases),
-- on demand after builds: ``refresh_after_build(store, hosts)`` starts a background thread that refreshes
-  those hosts until every NIC on them has a lease or its delays run out (a guest asks for its address a
-  few seconds after it starts),
 - inside ``kvmfleet serve`` (``periodic_refresh``, registered with kvmfleet.service): every UP host each
-  LEASE_REFRESH_S, and within seconds the hosts of servers just built that have no address yet.
+  LEASE_REFRESH_S, and, a few seconds after a build, the hosts of servers just built (by the API or the
+  CLI: the store says which) that have no address yet. A CLI without a running service gets addresses
+  with its next `kvmfleet host refresh`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from kvmfleet import executor
-from kvmfleet.store.errors import NotFound, StoreError
+from kvmfleet.store.errors import NotFound
 from kvmfleet.store.models import Host, Instance, utcnow
 from kvmfleet.store.states import HostState
 
@@ -35,7 +32,6 @@ log = logging.getLogger("kvmfleet.network")
 LEASE_REFRESH_S = 60  # every UP host's leases, in the service
 TICK_S = 4  # how often the service looks for new servers still waiting for an address
 AFTER_BUILD_WINDOW_S = 180  # how long after its launch a server's missing lease is chased
-AFTER_BUILD_DELAYS_S = (3, 5, 8, 12, 20, 30)  # refresh_after_build's waits (about 80 s in all)
 
 
 @dataclass
@@ -106,32 +102,6 @@ def _unleased(session: Session, hosts: list[str], launched_since: dt.datetime | 
             if port.ip is None and port.status == "ACTIVE" and port.host:
                 waiting.add(port.host)
     return sorted(waiting)
-
-
-def refresh_after_build(store: Any, hosts: Iterable[str], delays: Iterable[float] = AFTER_BUILD_DELAYS_S,
-                        wait: bool = False) -> threading.Thread:
-    """Refresh the leases of ``hosts`` a few seconds after a build, again until every running NIC there has
-    an address or the delays run out. In a daemon thread (``wait``: join it), errors only logged."""
-    names = sorted(set(hosts))
-
-    def run() -> None:
-        pending = names
-        for delay in delays:
-            time.sleep(delay)
-            try:
-                refresh_leases(store, pending)
-                pending = store.run_in_transaction(lambda s, hosts=pending: _unleased(s, hosts))
-            except (StoreError, executor.ExecutorError, SQLAlchemyError, OSError) as exc:
-                log.warning("lease refresh of %s after a build failed: %s", ", ".join(pending), exc)
-            if not pending:
-                return
-
-    thread = threading.Thread(target=run, name="kvmfleet-lease-refresh", daemon=True)
-    if names:
-        thread.start()
-        if wait:
-            thread.join()
-    return thread
 
 
 class PeriodicLeaseRefresh:

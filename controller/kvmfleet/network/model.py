@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kvmfleet.store.errors import NotFound
-from kvmfleet.store.models import Host, Instance, Project, utcnow
+from kvmfleet.store.models import Host, Instance, Project
 from kvmfleet.store.states import PowerState, VmState
 
 NAMESPACE = uuid.UUID("8a4c2f5e-6b1d-4e0a-9c3f-6b766d6e6574")
@@ -263,7 +263,3 @@ def owner_project(session: Session) -> str:
     """The project shared networks belong to (Neutron: the admin project that made them)."""
     row = session.scalars(select(Project.id).where(Project.name == "admin")).first()
     return row or ""
-
-
-def now() -> dt.datetime:
-    return utcnow()
