@@ -1,11 +1,14 @@
-"""kvmfleet.images.data on a real SQLite store and real files: an upload that died (its service killed)
+"""kvmfleet.images.data on a real store (SQLite and PostgreSQL) and real files: an upload that died (its service killed)
 is put back to queued by the service's reaper, nothing of its data kept; a delete during an upload
 removes the data the upload finishes with."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,22 +18,48 @@ from kvmfleet.images.errors import ImageGone
 from kvmfleet.store import engine as store_engine
 from kvmfleet.store import get_store
 from kvmfleet.store.models import Image
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parents[3]
 TINY = REPO / ".cache" / "images" / "tiny" / "kvmfleet-tiny.qcow2"
 OPERATOR = registry.Viewer.operator()
 
 
-@pytest.fixture(autouse=True)
-def store(tmp_path, monkeypatch):
+def pg_database() -> Iterator[str]:
+    """A fresh database on the PostgreSQL that tests/postgres.sh starts (unreachable: a failure)."""
+    url = os.environ.get("KVMFLEET_TEST_PG_URL") or subprocess.run(
+        ["bash", str(REPO / "tests" / "postgres.sh"), "url"], capture_output=True, text=True, timeout=30,
+        check=True).stdout.strip()
+    admin_url = make_url(url)
+    name = f"kvmfleet_img_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(autouse=True, params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request, tmp_path, monkeypatch):
     monkeypatch.setenv("KVMFLEET_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("KVMFLEET_CONFIG", raising=False)
-    monkeypatch.delenv("KVMFLEET_DATABASE_URL", raising=False)
+    databases = pg_database() if request.param == "postgresql" else None
+    if databases is not None:
+        monkeypatch.setenv("KVMFLEET_DATABASE_URL", next(databases))
+    else:
+        monkeypatch.delenv("KVMFLEET_DATABASE_URL", raising=False)
     config.reset_settings()
     store_engine.reset_store()
     yield get_store()
     store_engine.reset_store()
     config.reset_settings()
+    if databases is not None:
+        databases.close()
 
 
 def queued(store, disk_format: str = "qcow2") -> str:
@@ -86,3 +115,32 @@ def test_a_second_upload_at_once_is_a_conflict(store) -> None:
     data.begin_upload(store, image_id, OPERATOR)
     with pytest.raises(InvalidImageStatus):
         data.begin_upload(store, image_id, OPERATOR)
+
+
+def test_listing_and_visibility_on_this_backend(store) -> None:
+    from kvmfleet.images import listing
+    from kvmfleet.store.resources import create_project
+
+    def setup(session) -> tuple[str, str]:
+        a = create_project(session, "img-a").id
+        b = create_project(session, "img-b").id
+        for project, visibility in ((a, "private"), (a, "community"), (b, "shared"), (None, "public")):
+            registry.create_image(session, OPERATOR, {"name": f"{visibility}-{project}", "owner": project,
+                                                      "visibility": visibility, "os_hidden": False})
+        registry.create_image(session, OPERATOR, {"name": "hidden", "owner": a, "os_hidden": True})
+        return a, b
+
+    a, b = store.run_in_transaction(setup)
+
+    def names(project: str, **query: str) -> list[str]:
+        viewer = registry.Viewer(project)
+        return store.run_in_transaction(lambda s: sorted(
+            i.name for i in listing.list_images(s, viewer, list(query.items()))[0]))
+
+    assert names(a) == [f"community-{a}", f"private-{a}", "public-None"]
+    assert names(b) == ["public-None", f"shared-{b}"]
+    assert names(b, visibility="community") == [f"community-{a}"]
+    assert names(a, os_hidden="true") == ["hidden"]
+    page, marker = store.run_in_transaction(lambda s: listing.list_images(
+        s, OPERATOR, [("limit", "2"), ("sort_key", "name"), ("sort_dir", "asc")]))
+    assert [i.name for i in page] == [f"community-{a}", f"private-{a}"] and marker == page[-1].id
