@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,9 @@ def set_attribute(session: Session, image: Image, key: str, value: Any, viewer: 
     if key == "name":
         if value is not None and (not isinstance(value, str) or len(value) > 255):
             raise InvalidInput("Invalid value for name: a string of at most 255 characters or null")
+        if value is not None and any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+            # the name goes into each server's libvirt metadata (XML): no control characters
+            raise InvalidInput("Invalid value for name: control characters are not allowed")
         image.name = value
     elif key == "visibility":
         _set_visibility(image, value, viewer)

@@ -285,6 +285,7 @@ def test_view_has_exactly_glances_keys(http: dict[str, httpx.Client]) -> None:
     ({"min_ram": -1}, 400),
     ({"min_disk": "1"}, 400),
     ({"name": "x" * 256}, 400),
+    ({"name": "bell\u0007"}, 400),     # names reach the hosts' libvirt metadata (XML)
     ({"id": "not-a-uuid"}, 400),
     ({"tags": "notalist"}, 400),
     ({"visibility": "everyone"}, 400),
