@@ -56,7 +56,8 @@ def power_state(shown: dict) -> str:
 
 
 def wait_status(svc: Service, server: str, want: str, timeout: float = 600) -> dict:
-    """Poll `openstack server show` (as admin: host attributes included) until the status is `want`."""
+    """Poll `openstack server show ID` (as admin: host attributes included; an admin finds another
+    project's server by id, not by name) until the status is `want`."""
     deadline = time.monotonic() + timeout
     shown: dict = {}
     while time.monotonic() < deadline:
@@ -182,7 +183,8 @@ def test_image_create_file_and_list(member: Service, uploaded_image: dict) -> No
     assert int(uploaded_image["size"]) == len(data)
     assert uploaded_image["checksum"] == hashlib.md5(data).hexdigest()  # Glance's checksum is md5
     shown = tenant(member, "image", "show", uploaded_image["id"])
-    assert shown["os_hash_algo"] == "sha512" and shown["os_hash_value"] == hashlib.sha512(data).hexdigest()
+    fields = {**(shown.get("properties") or {}), **shown}  # OSC files os_hash_* under properties
+    assert fields["os_hash_algo"] == "sha512" and fields["os_hash_value"] == hashlib.sha512(data).hexdigest()
     names = {i["Name"]: i for i in tenant(member, "image", "list")}
     assert names[IMAGE]["Status"] == "active"
     assert names["tiny"]["Status"] == "active"  # registered with `kvmfleet image register`: one catalogue
@@ -212,7 +214,7 @@ def test_server_create_wait(member: Service, server: dict, placed: dict, hosts: 
     assert server["status"] == "ACTIVE", server
     assert server["name"] == SERVER and server["key_name"] == KEY
     assert flavor_name(server["flavor"]) == "api.nano"
-    assert "OS-EXT-SRV-ATTR:host" not in server  # host attributes are for admins
+    assert server.get("OS-EXT-SRV-ATTR:host") is None  # host attributes are for admins (OSC shows the key empty)
     host = host_of(hosts, placed["OS-EXT-SRV-ATTR:host"])
     assert domstate(host, placed["OS-EXT-SRV-ATTR:instance_name"]) == "running"
 
@@ -251,14 +253,14 @@ def test_console_log_show(member: Service, server: dict) -> None:
 # -- power actions (checked against the host) ------------------------------------------------------
 
 
-def test_server_stop_start(member: Service, placed: dict, hosts: list[LabHost]) -> None:
+def test_server_stop_start(member: Service, server: dict, placed: dict, hosts: list[LabHost]) -> None:
     host, domain = host_of(hosts, placed["OS-EXT-SRV-ATTR:host"]), placed["OS-EXT-SRV-ATTR:instance_name"]
     tenant(member, "server", "stop", SERVER, as_json=False)
-    shown = wait_status(member, SERVER, "SHUTOFF")
+    shown = wait_status(member, server["id"], "SHUTOFF")
     assert power_state(shown) == "Shutdown"
     assert domstate(host, domain) == "shut off"
     tenant(member, "server", "start", SERVER, as_json=False)
-    wait_status(member, SERVER, "ACTIVE")
+    wait_status(member, server["id"], "ACTIVE")
     assert domstate(host, domain) == "running"
 
 
@@ -270,24 +272,24 @@ def test_server_reboot_soft_and_hard(member: Service, placed: dict, hosts: list[
     assert domstate(host, placed["OS-EXT-SRV-ATTR:instance_name"]) == "running"
 
 
-def test_server_pause_unpause(member: Service, placed: dict, hosts: list[LabHost]) -> None:
+def test_server_pause_unpause(member: Service, server: dict, placed: dict, hosts: list[LabHost]) -> None:
     host, domain = host_of(hosts, placed["OS-EXT-SRV-ATTR:host"]), placed["OS-EXT-SRV-ATTR:instance_name"]
     tenant(member, "server", "pause", SERVER, as_json=False)
-    shown = wait_status(member, SERVER, "PAUSED")
+    shown = wait_status(member, server["id"], "PAUSED")
     assert power_state(shown) == "Paused"
     assert domstate(host, domain) == "paused"
     tenant(member, "server", "unpause", SERVER, as_json=False)
-    wait_status(member, SERVER, "ACTIVE")
+    wait_status(member, server["id"], "ACTIVE")
     assert domstate(host, domain) == "running"
 
 
-def test_server_suspend_resume(member: Service, placed: dict, hosts: list[LabHost]) -> None:
+def test_server_suspend_resume(member: Service, server: dict, placed: dict, hosts: list[LabHost]) -> None:
     host, domain = host_of(hosts, placed["OS-EXT-SRV-ATTR:host"]), placed["OS-EXT-SRV-ATTR:instance_name"]
     tenant(member, "server", "suspend", SERVER, as_json=False)
-    wait_status(member, SERVER, "SUSPENDED")
+    wait_status(member, server["id"], "SUSPENDED")
     assert domstate(host, domain) != "running"
     tenant(member, "server", "resume", SERVER, as_json=False)
-    wait_status(member, SERVER, "ACTIVE")
+    wait_status(member, server["id"], "ACTIVE")
     assert domstate(host, domain) == "running"
 
 
@@ -300,24 +302,24 @@ def max_memory_kib(host: LabHost, domain: str) -> int:
     return int(found.group(1))
 
 
-def test_server_resize_confirm(member: Service, hosts: list[LabHost]) -> None:
+def test_server_resize_confirm(member: Service, server: dict, hosts: list[LabHost]) -> None:
     tenant(member, "server", "resize", "--flavor", "api.micro", "--wait", SERVER, as_json=False, timeout=900)
-    shown = wait_status(member, SERVER, "VERIFY_RESIZE")
+    shown = wait_status(member, server["id"], "VERIFY_RESIZE")
     assert flavor_name(shown["flavor"]) == "api.micro"
     tenant(member, "server", "resize", "--confirm", SERVER, as_json=False)
-    shown = wait_status(member, SERVER, "ACTIVE")
+    shown = wait_status(member, server["id"], "ACTIVE")
     assert flavor_name(shown["flavor"]) == "api.micro"
     host, domain = host_of(hosts, shown["OS-EXT-SRV-ATTR:host"]), shown["OS-EXT-SRV-ATTR:instance_name"]
     assert domstate(host, domain) == "running"
     assert max_memory_kib(host, domain) == 192 * 1024  # api.micro, on the host
 
 
-def test_server_resize_revert(member: Service, hosts: list[LabHost]) -> None:
+def test_server_resize_revert(member: Service, server: dict, hosts: list[LabHost]) -> None:
     tenant(member, "server", "resize", "--flavor", "api.nano", "--wait", SERVER, as_json=False, timeout=900)
-    shown = wait_status(member, SERVER, "VERIFY_RESIZE")
+    shown = wait_status(member, server["id"], "VERIFY_RESIZE")
     assert flavor_name(shown["flavor"]) == "api.nano"
     tenant(member, "server", "resize", "--revert", SERVER, as_json=False)
-    shown = wait_status(member, SERVER, "ACTIVE")
+    shown = wait_status(member, server["id"], "ACTIVE")
     assert flavor_name(shown["flavor"]) == "api.micro"
     host, domain = host_of(hosts, shown["OS-EXT-SRV-ATTR:host"]), shown["OS-EXT-SRV-ATTR:instance_name"]
     assert domstate(host, domain) == "running"
@@ -329,7 +331,9 @@ def test_server_resize_revert(member: Service, hosts: list[LabHost]) -> None:
 
 def test_server_rebuild_with_the_uploaded_image(member: Service, server: dict, uploaded_image: dict) -> None:
     before = wait_ready_line(member, SERVER)
-    rebuilt = tenant(member, "server", "rebuild", "--image", uploaded_image["id"], "--wait", SERVER, timeout=900)
+    out = tenant(member, "server", "rebuild", "--image", uploaded_image["id"], "--wait", SERVER, "-f", "json",
+                 as_json=False, timeout=900).stdout
+    rebuilt = json.loads(out[out.index("{"):])  # OSC prints "Complete" before the JSON when it waited
     assert rebuilt["status"] == "ACTIVE", rebuilt
     shown = tenant(member, "server", "show", SERVER)
     assert shown["image"] == f"{IMAGE} ({uploaded_image['id']})"
@@ -361,11 +365,12 @@ def test_quota_show(member: Service, server: dict) -> None:
 
 
 def test_limits_show_absolute(member: Service, server: dict) -> None:
+    # OSC names Nova's absolute limits by openstacksdk's attributes (maxTotalInstances -> instances, ...)
     limits = {row["Name"]: row["Value"] for row in tenant(member, "limits", "show", "--absolute")}
-    for name in ("maxTotalInstances", "maxTotalCores", "maxTotalRAMSize", "totalInstancesUsed", "totalCoresUsed",
-                 "totalRAMUsed", "maxTotalKeypairs", "maxServerGroups"):
-        assert name in limits, limits
-    assert (limits["totalInstancesUsed"], limits["totalCoresUsed"], limits["totalRAMUsed"]) == (1, 1, 192), limits
+    for name in ("instances", "total_cores", "total_ram", "instances_used", "total_cores_used", "total_ram_used",
+                 "keypairs", "server_groups", "server_group_members", "server_meta"):
+        assert isinstance(limits.get(name), int), (name, limits)
+    assert (limits["instances_used"], limits["total_cores_used"], limits["total_ram_used"]) == (1, 1, 192), limits
 
 
 def test_hypervisor_list(compute_service: Service, hosts: list[LabHost]) -> None:
@@ -427,7 +432,7 @@ def test_server_delete_wait(member: Service, server: dict, hosts: list[LabHost])
     assert domain not in host.domains()
     assert SERVER not in {s["Name"] for s in tenant(member, "server", "list")}
     limits = {row["Name"]: row["Value"] for row in tenant(member, "limits", "show", "--absolute")}
-    assert (limits["totalInstancesUsed"], limits["totalCoresUsed"], limits["totalRAMUsed"]) == (0, 0, 0), limits
+    assert (limits["instances_used"], limits["total_cores_used"], limits["total_ram_used"]) == (0, 0, 0), limits
 
 
 def test_unknown_server_is_a_clean_error(member: Service) -> None:
