@@ -154,24 +154,25 @@ class WorkerPool:
         return report
 
     def _recovery_loop(self, recover_first: bool) -> None:
+        reap_due = False
         if recover_first:
             try:
                 self._last_reap = time.monotonic()
-                self.recover(reap=True)
+                reap_due = bool(self.recover(reap=True).taken)
             except Exception:
                 log.warning("recovery at start failed; the next pass is in %.0f s", RECOVERY_INTERVAL,
                             exc_info=True)
         for n in range(self.workers):
             self._spawn(f"kvmfleet-worker-{n}", self._work, n)
         self.started.set()
+        # A host may still finish a module the dead owner started after we looked: reap again next round.
         while not self._stop.wait(RECOVERY_INTERVAL):
             try:
-                reap = time.monotonic() - self._last_reap >= REAP_INTERVAL
+                reap = reap_due or time.monotonic() - self._last_reap >= REAP_INTERVAL
                 if reap:
                     self._last_reap = time.monotonic()
                 report = self.recover(reap=reap)
-                if report.taken and not reap:
-                    self.recover(reap=True)  # what the interrupted tasks left on hosts goes now
+                reap_due = bool(report.taken)
             except Exception:  # next round
                 log.warning("recovery pass failed; next in %.0f s", RECOVERY_INTERVAL, exc_info=True)
 

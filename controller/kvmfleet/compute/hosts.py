@@ -222,10 +222,12 @@ class RefreshReport:
     unknown_domains: dict[str, list[str]] = field(default_factory=dict)  # host -> kvmfleet domains not in store
     missing: list[dict[str, Any]] = field(default_factory=list)   # store instances not found on their host
     reaped: dict[str, list[str]] = field(default_factory=dict)  # host -> orphan domains removed
+    recovered: dict[str, Any] = field(default_factory=dict)  # what recovery did (kvmfleet.compute.recovery)
 
     def as_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "up": self.up, "down": self.down, "power_changes": self.power_changes,
-                "unknown_domains": self.unknown_domains, "missing": self.missing, "reaped": self.reaped}
+                "unknown_domains": self.unknown_domains, "missing": self.missing, "reaped": self.reaped,
+                "recovered": self.recovered}
 
 
 def _power(value: Any) -> PowerState:
@@ -236,8 +238,10 @@ def _power(value: Any) -> PowerState:
         return PowerState.from_libvirt(text.lower())
 
 
-def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300) -> RefreshReport:
-    """Gather host_facts from the hosts (all, or `names`) in one job and record what they report."""
+def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300, recover: bool = True) -> RefreshReport:
+    """Gather host_facts from the hosts (all, or `names`) in one job and record what they report; then
+    (`recover`) finish or roll back the tasks a dead owner left (kvmfleet.compute.recovery), so a server a
+    killed command left in BUILD is ACTIVE or ERROR as its host shows it."""
     with store.transaction() as session:
         query = select(Host).order_by(Host.name)
         wanted = list(names or [])
@@ -271,6 +275,11 @@ def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300) 
         return report
 
     report = store.run_in_transaction(record)
+    if recover:
+        from kvmfleet.compute import recovery
+
+        found = recovery.recover(store, inline=True, reap=False)
+        report.recovered = found.as_dict() if found else {}
     _reap_orphans(store, report)
     return report
 

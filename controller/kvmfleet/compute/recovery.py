@@ -240,7 +240,8 @@ def _recover_build(store: Any, task: tasks.TaskRow, state: str, owner: str,
                 if ev is not None:
                     actions.finish_event(session, ev, False, error=reason)
             actions.finish_action(session, action.id, reason)
-        left = elsewhere + ([host] if host in view and dom is not None else [])
+        # Its host may still be finishing the interrupted module: clean it whether or not it shows the domain.
+        left = elsewhere + ([host] if host in view else [])
         return "error", reason, left
 
     try:
