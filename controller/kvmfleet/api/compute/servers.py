@@ -202,12 +202,23 @@ def _list(request: Request, ctx: RequestContext, detail: bool) -> dict[str, Any]
         return view.detail(instances, pairs, q.limit) if detail else view.index(instances, pairs, q.limit)
 
 
-@router.get("/servers")
+def _query_doc(*names: str) -> dict[str, Any]:
+    """Document the common list filters in the served OpenAPI document (so they are fuzzed too)."""
+    return {"parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                           for n in names]}
+
+
+LIST_DOC = _query_doc("name", "status", "image", "flavor", "host", "ip", "changes-since", "changes-before",
+                      "all_tenants", "project_id", "reservation_id", "locked", "tags", "vm_state", "deleted",
+                      "limit", "marker", "sort_key", "sort_dir")
+
+
+@router.get("/servers", openapi_extra=LIST_DOC)
 def list_servers(request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     return _list(request, ctx, detail=False)
 
 
-@router.get("/servers/detail")
+@router.get("/servers/detail", openapi_extra=LIST_DOC)
 def list_servers_detail(request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     return _list(request, ctx, detail=True)
 
