@@ -158,7 +158,11 @@ def _sqlite_setup(engine: Engine, busy_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (Store.read) take no write lock: under WAL they never wait for a writer.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "kvmfleet_read_only"
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -234,6 +238,18 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.session_factory = make_session_factory(engine)
+        self._read_factory = make_session_factory(engine.execution_options(**{READ_ONLY: True}))
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading only (API GETs, token checks): on SQLite a deferred BEGIN that takes no
+        write lock, so reads run beside each other and beside a writer (WAL); always rolled back."""
+        session = self._read_factory()
+        with session:
+            try:
+                yield session
+            finally:
+                session.rollback()
 
     @property
     def url(self) -> str:
