@@ -1,24 +1,28 @@
-"""The openstack.cloud collection (shipped in the `ansible` package, matching ansible-core 2.19) driving
-kvmfleet: openstack.cloud.server, server_action and server_info in playbooks run by the venv's
-ansible-playbook with OS_CLIENT_CONFIG_FILE, each run twice — the second run reports changed=0 —
-and what they did checked on the lab's hosts."""
+"""The openstack.cloud collection (2.5.0, shipped in the `ansible` 12.3 package that matches ansible-core
+2.19) driving kvmfleet: openstack.cloud.server, server_action and server_info in playbooks run by the venv's
+ansible-playbook with OS_CLIENT_CONFIG_FILE, each run twice — the second run reports changed=0 — and what
+they did checked on the lab's hosts.
+
+The collection's modules run on localhost with the interpreter `make openstack-cloud-venv` builds
+(openstacksdk 4.14): collection 2.5.0 reads `openstack.version`, which openstacksdk removed in 4.15, and
+the venv's openstacksdk is 4.22 (what python-openstackclient 10.5 needs)."""
 
 from __future__ import annotations
 
 import json
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BIN, Service
+from conftest import BIN, REPO, Service
 from conftest_lab import LabHost, lab_hosts
 
 pytestmark = pytest.mark.lab
 
 PLAYBOOKS = Path(__file__).parent / "playbooks"
+MODULE_PYTHON = REPO / ".cache" / "openstack-cloud-venv" / "bin" / "python"
 SUFFIX = secrets.token_hex(3)
 TENANT = f"ans-{SUFFIX}"
 NAME = f"ans-vm-{SUFFIX}"
@@ -26,8 +30,9 @@ NAME = f"ans-vm-{SUFFIX}"
 
 def run_playbook(svc: Service, tmp: Path, playbook: str) -> dict[str, Any]:
     """ansible-playbook with the JSON callback; returns the localhost stats (ok, changed, failures...)."""
+    assert MODULE_PYTHON.is_file(), f"{MODULE_PYTHON} missing: run `make openstack-cloud-venv`"
     inventory = tmp / "inventory.ini"
-    inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={MODULE_PYTHON}\n")
     env = {**svc.env, "OS_CLIENT_CONFIG_FILE": str(svc.clouds_file), "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_NOCOLOR": "1"}
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOKS / playbook),
