@@ -250,7 +250,7 @@ host_facts:
     networks:
       description:
         - The host's libvirt networks, sorted by name, as M(kvmfleet.compute.network_info) returns them
-          (see its RV(networks) for every field), with their DHCP leases.
+          (see its C(networks) return value for every field), with their DHCP leases.
       type: list
       elements: dict
       sample: [{name: default, active: true, bridge: virbr0, forward_mode: nat, mtu: 1500,
