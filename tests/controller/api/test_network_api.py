@@ -269,6 +269,17 @@ def test_security_groups_floating_ips_and_quotas(svc: Service, http: dict[str, h
     assert quota
 
 
+def test_an_image_in_use_can_be_deleted(svc: Service, uploaded: dict, cli_server: dict) -> None:
+    """Glance allows it: the image and its data go, the server keeps running and still names it."""
+    svc.openstack("image", "delete", uploaded["id"], cloud=TENANT)
+    gone = svc.openstack("image", "show", uploaded["id"], cloud=TENANT, check=False)
+    assert gone.returncode != 0
+    assert not list((svc.state / "images").glob(f"{uploaded['id']}*"))
+    assert uploaded["id"] not in svc.cli("image", "list", "-f", "json").stdout
+    shown = osc(svc, "server", "show", cli_server["id"])
+    assert shown["status"] == "ACTIVE" and uploaded["id"] in str(shown["image"])
+
+
 def test_stopped_server_port_is_down(svc: Service, http: dict[str, httpx.Client], cli_server: dict) -> None:
     leased_port(http[TENANT], cli_server["id"])
     svc.cli("server", "stop", cli_server["id"], timeout=600)
