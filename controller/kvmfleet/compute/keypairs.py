@@ -35,6 +35,7 @@ from kvmfleet.store.models import KeyPair
 TYPES = ("ssh", "x509")
 # Nova's keypair_name_special_chars (before 2.92): letters, digits, '_', '-' and spaces, not at either end.
 _NAME = re.compile(r"^(?! )[_\- a-zA-Z0-9]{1,255}(?<! )$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # a key is text: no control characters but newlines
 _UPN_OID = ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")  # Microsoft's User Principal Name (WinRM certificates)
 
 
@@ -134,7 +135,7 @@ def import_keypair(session: Session, user_id: str, project_id: str | None, name:
     OverQuota past the project's key_pairs limit."""
     validate_name(name)
     _check_type(key_type)
-    if not isinstance(public_key, str) or not public_key.strip():
+    if not isinstance(public_key, str) or not public_key.strip() or _CONTROL.search(public_key):
         raise InvalidKeypair("failed to generate fingerprint")
     text = public_key.strip() if key_type == "ssh" else public_key
     return _add(session, user_id, project_id, name, key_type, text, fingerprint(text, key_type))

@@ -7,7 +7,7 @@ from kvmfleet.api.compute.schemas import types as t
 # Nova's az_name: printable, no ':', not starting or ending with whitespace
 AZ_NAME = {"type": "string", "format": "name", "pattern": "^[^:]*$", "minLength": 1, "maxLength": 255}
 _AZ = {"oneOf": [AZ_NAME, {"type": "null"}]}
-_NAME_SPACES = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^.*\S.*$"}
+_NAME_SPACES = {"type": "string", "format": "description", "minLength": 1, "maxLength": 255, "pattern": r"^.*\S.*$"}
 
 CREATE = {
     "type": "object",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from kvmfleet.api.compute.schemas import types as t
 
-_REASON = {"type": "string", "minLength": 1, "maxLength": 255}
+_REASON = {"type": "string", "format": "description", "minLength": 1, "maxLength": 255}  # printable
 UPDATE = {
     "type": "object",
     "properties": {"host": t.FQDN, "binary": {"type": "string", "minLength": 1, "maxLength": 255},
