@@ -144,6 +144,12 @@ sed 's/^\( *password:\).*/\1 <in demo-password>/' "$CLOUDS"
 
 step "openstack --os-cloud kvmfleet-demo server list (the real OpenStack client)"
 export OS_CLIENT_CONFIG_FILE="$CLOUDS"
+# Addresses come from the hosts' DHCP leases, which the service reads every few seconds: give it a moment.
+for _ in $(seq 1 30); do
+  nets=$("$REPO/.venv/bin/openstack" --os-cloud kvmfleet-demo server list -f value -c Networks)
+  [ "$(grep -c 'default=[0-9]' <<<"$nets")" -ge 3 ] && break
+  sleep 2
+done
 "$REPO/.venv/bin/openstack" --os-cloud kvmfleet-demo server list
 listed=$("$REPO/.venv/bin/openstack" --os-cloud kvmfleet-demo server list -f value -c Name -c Status | sort)
 want=$(printf 'web-1 ACTIVE\nweb-2 ACTIVE\nweb-3 ACTIVE')
