@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import KVMFLEET, PROJECT
 from crash_tools import assert_no_playbook_left, domain_states, playbooks_of, wait_until
+
+from .conftest import KVMFLEET, PROJECT
 
 RECOVERY_DEADLINE = 60
 
@@ -32,8 +33,9 @@ def _db(fleet: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def _kill_mid_build(fleet: Any, name: str) -> list[str]:
-    """Start `server create NAME --count 2 --wait`, kill -9 it while its build job runs; the two uuids."""
+def _kill_mid_build(fleet: Any, name: str, until: Any = None) -> list[str]:
+    """Start `server create NAME --count 2 --wait`, kill -9 it while its build job runs (2 s after the job
+    started, or once `until()` holds); the two uuids."""
     proc = subprocess.Popen([str(KVMFLEET), "server", "create", name, "--flavor", "e2e.nano", "--image", "tiny",
                              "--project", PROJECT, "--count", "2", "--wait"], env=fleet.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -41,7 +43,10 @@ def _kill_mid_build(fleet: Any, name: str) -> list[str]:
         wait_until("the build job to start", lambda: _db(
             fleet, "SELECT count(*) FROM instances WHERE name LIKE ? AND task_state = 'spawning'",
             f"{name}-%")[0][0] == 2 and playbooks_of(proc.pid), 120, 0.2)
-        time.sleep(2)  # the domain module is at work on the hosts
+        if until is None:
+            time.sleep(2)  # the domain module is at work on the hosts
+        else:
+            wait_until("the moment to kill", until, 120, 0.2)
         playbooks = playbooks_of(proc.pid)
         assert playbooks
         proc.send_signal(signal.SIGKILL)
@@ -145,3 +150,32 @@ def _quietly(check: Any, *args: Any) -> bool:
     except AssertionError:
         return False
     return True
+
+
+def test_kill9_once_a_domain_runs_recovers_that_server_active(fleet: Any) -> None:
+    """Both servers on one host: the domain module makes them one after the other, so the kill can come
+    while the first already runs and the second is being made. The first is ACTIVE after recovery (its host
+    runs it), with its MAC recorded; nothing of either is left unaccounted for."""
+    target = fleet.hosts[0]
+    others = [h.name for h in fleet.hosts[1:]]
+    for name in others:
+        fleet.run("host", "disable", name, "--reason", "e2e: both builds on one host")
+    try:
+        def first_runs() -> bool:
+            rows = _db(fleet, "SELECT uuid FROM instances WHERE name LIKE 'kill-c-%' AND deleted_at IS NULL")
+            doms = domain_states([target])
+            return any(doms.get(u, {}).get(target.name) == "running" for (u,) in rows)
+
+        uuids = _kill_mid_build(fleet, "kill-c", until=first_runs)
+    finally:
+        for name in others:
+            fleet.run("host", "enable", name)
+    fleet.run("host", "refresh")
+    _assert_settled(fleet, uuids)
+    states = {u: fleet.show(u) for u in uuids}
+    active = [s for s in states.values() if s["status"] == "ACTIVE"]
+    assert active, f"the domain that was running was not recovered ACTIVE: {states}"
+    for s in active:
+        assert s["host"] == target.name and s.get("macs"), s
+    fleet.delete(*uuids)
+    assert not set(uuids) & set(domain_states(fleet.hosts))
