@@ -47,7 +47,7 @@ def _check_state(inst: Instance, action: str) -> None:
 
 
 def metadata_limit(session: Any, project_id: str) -> int:
-    return int(quota.limits(session, project_id).get("metadata_items", DEFAULT_METADATA_ITEMS))
+    return int(quota.all_limits(session, project_id).get("metadata_items", DEFAULT_METADATA_ITEMS))
 
 
 def check_metadata(session: Any, project_id: str, metadata: dict[str, Any]) -> None:
