@@ -71,7 +71,8 @@ def refresh_leases(store: Any, names: Iterable[str] | None = None, timeout: int 
 
     def record(session: Session) -> LeaseReport:
         report = LeaseReport(job_id=result.id)
-        for host in session.scalars(select(Host).where(Host.name.in_(hosts))).all():
+        # row locks: a host refresh committing meanwhile is waited for, and its facts kept
+        for host in session.scalars(select(Host).where(Host.name.in_(hosts)).with_for_update()).all():
             hr = result.host(host.name)
             res = hr.result_of("network_info") if hr.ok else None
             if not res or not isinstance(res.get("networks"), list):
