@@ -179,3 +179,38 @@ def test_kill9_once_a_domain_runs_recovers_that_server_active(fleet: Any) -> Non
         assert s["host"] == target.name and s.get("macs"), s
     fleet.delete(*uuids)
     assert not set(uuids) & set(domain_states(fleet.hosts))
+
+
+def test_kill9_of_resize_then_host_refresh_rolls_it_back_to_the_source(fleet: Any) -> None:
+    """`server resize` killed while its job runs on the host: recovery puts the old flavor back on the
+    source (Nova's _init_instance reverts an interrupted resize) and starts the server as it was."""
+    [row] = fleet.create("kill-r", "--flavor", "e2e.nano", "--image", "tiny")
+    uuid, host = row["id"], row["host"]
+    proc = subprocess.Popen([str(KVMFLEET), "server", "resize", uuid, "e2e.micro", "--project", PROJECT],
+                            env=fleet.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until("the resize job to start", lambda: _db(
+            fleet, "SELECT task_state FROM instances WHERE uuid = ?", uuid)[0][0] == "resize_migrating"
+            and playbooks_of(proc.pid), 120, 0.2)
+        time.sleep(1)
+        playbooks = playbooks_of(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert_no_playbook_left(playbooks)
+    assert _db(fleet, "SELECT task_state FROM instances WHERE uuid = ?", uuid)[0][0] == "resize_migrating"
+    fleet.run("host", "refresh")
+    shown = fleet.show(uuid)
+    assert (shown["status"], shown["task_state"], shown["flavor"], shown["host"]) == ("ACTIVE", None, "e2e.nano",
+                                                                                    host), shown
+    assert shown["old_flavor"] is None and shown["new_flavor"] is None
+    assert domain_states(fleet.hosts).get(uuid) == {host: "running"}
+    vcpus_mem = fleet.lab_host(host).run(f"virsh dominfo kvmfleet-{uuid} | grep -E 'Max memory|CPU\\(s\\)'")
+    assert "131072 KiB" in vcpus_mem, vcpus_mem  # 128 MiB: the old flavor's memory
+    allocs = _db(fleet, "SELECT kind, vcpus, memory_mb FROM allocations WHERE instance_uuid = ?", uuid)
+    assert allocs == [("instance", 1, 128)], allocs
+    events = [a for a in fleet.json("server", "events", uuid) if a["action"] == "resize"]
+    assert events and "resize interrupted" in (events[-1]["message"] or ""), events
+    fleet.delete(uuid)
