@@ -14,8 +14,8 @@ For each store size N (default 1,000 and 10,000 servers), a `kvmfleet serve` of 
    The fake hosts do not exist (TEST-NET addresses), so the service's workers fail those builds in the
    background while the benchmark runs, as they would against unreachable hosts.
 
-Usage: .venv/bin/python bench/api_latency.py [--servers 1000 10000] [--clients 50] [--requests 1000]
-                                              [--posts 500] [--database-url URL] [--keep]
+Usage: .venv/bin/python bench/api_latency.py [--servers 1000 10000] [--clients 50] [--requests 300]
+                                              [--posts 300] [--database-url URL] [--keep]
 """
 
 from __future__ import annotations
@@ -119,8 +119,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--posts", type=int, default=500)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--posts", type=int, default=300)
     parser.add_argument("--database-url", default=None, help="PostgreSQL (an empty database) instead of SQLite")
     parser.add_argument("--keep", action="store_true", help="keep the state dirs")
     parser.add_argument("--insert-rows", type=int, default=None, help=argparse.SUPPRESS)
@@ -150,8 +150,10 @@ def main() -> None:
             async def get_detail(http: httpx.AsyncClient, n: int) -> httpx.Response:
                 return await http.get("/compute/v2.1/servers/detail", params={"limit": 1000})
 
+            lat, st, took = asyncio.run(closed_loop(svc, token, 1, 20, get_detail))
+            report(f"GET /servers/detail, page of 1000, store of {count}, 1 client (service time)", lat, st, took)
             lat, st, took = asyncio.run(closed_loop(svc, token, args.clients, args.requests, get_detail))
-            report(f"GET /servers/detail, page of 1000, store of {count}", lat, st, took)
+            report(f"GET /servers/detail, page of 1000, store of {count}, {args.clients} clients", lat, st, took)
 
             if index == 0 and args.posts:
                 flavor = httpx.get(f"{svc.url}/compute/v2.1/flavors", headers=svc.headers(token)).json()["flavors"]
@@ -164,8 +166,10 @@ def main() -> None:
                     return await http.post("/compute/v2.1/servers", json={"server": {
                         "name": f"post-{n}", "imageRef": image, "flavorRef": flavor, "networks": "none"}})
 
+                lat, st, took = asyncio.run(closed_loop(svc, token, 1, 20, post))
+                report(f"POST /servers to the 202, store of {count}, 1 client (service time)", lat, st, took)
                 lat, st, took = asyncio.run(closed_loop(svc, token, args.clients, args.posts, post))
-                report(f"POST /servers to the 202, store of {count}", lat, st, took)
+                report(f"POST /servers to the 202, store of {count}, {args.clients} clients", lat, st, took)
         finally:
             svc.stop()
             if not args.keep:
