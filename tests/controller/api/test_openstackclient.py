@@ -333,9 +333,11 @@ def test_server_rebuild_with_the_uploaded_image(member: Service, server: dict, u
     before = wait_ready_line(member, SERVER)
     out = tenant(member, "server", "rebuild", "--image", uploaded_image["id"], "--wait", SERVER, "-f", "json",
                  as_json=False, timeout=900).stdout
-    rebuilt = json.loads(out[out.index("{"):])  # OSC prints "Complete" before the JSON when it waited
-    assert rebuilt["status"] == "ACTIVE", rebuilt
+    # OSC prints "Complete" once it waited, then the rebuild's 202 body (status REBUILD, not refreshed)
+    rebuilt = json.loads(out[out.index("{"):])
+    assert rebuilt["id"] == server["id"] and rebuilt["status"] == "REBUILD", rebuilt
     shown = tenant(member, "server", "show", SERVER)
+    assert shown["status"] == "ACTIVE", shown
     assert shown["image"] == f"{IMAGE} ({uploaded_image['id']})"
     assert wait_ready_line(member, SERVER).group(3) == before.group(3) == server["id"]
 
