@@ -3,13 +3,17 @@ generated request, valid or not, must get an answer below 500.
 
 It runs against a service of its own (its own state dir and store, the tiny image and a flavor, and NO
 compute host), so no generated request can build a server on a host or disturb the shared session's
-service: a server create there is refused at once (no host can take it). The run is bounded: a few
-examples per operation, a fixed seed, a wall-clock cap.
+service: a server create there is refused at once (no host can take it). One resource of each other
+kind (domain, project, user, role, key pair, server group, aggregate, and the flavor, image and network)
+exists and its id is given to the fuzzer for the path parameters, so the handlers behind the lookups are
+fuzzed too, not only their 404s. The run is bounded: a few examples per operation, a fixed seed, a
+wall-clock cap.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -31,6 +35,38 @@ def fuzz_service(tmp_path_factory: pytest.TempPathFactory) -> Service:
     svc.stop()
 
 
+def created(r: httpx.Response, key: str) -> str:
+    assert r.status_code in (200, 201), (r.request.method, str(r.request.url), r.status_code, r.text[:500])
+    return r.json()[key]["id"] if "id" in r.json()[key] else r.json()[key]["name"]
+
+
+def fuzz_parameters(svc: Service, token: str) -> dict[str, str]:
+    """One existing resource per path parameter, made through the API as an admin would."""
+    with svc.http(token) as http:
+        ids = {
+            "domain_id": created(http.post("/identity/v3/domains", json={"domain": {"name": "fuzz-domain"}}),
+                                 "domain"),
+            "project_id": created(http.post("/identity/v3/projects", json={"project": {
+                "name": "fuzz-project", "domain_id": "default"}}), "project"),
+            "user_id": created(http.post("/identity/v3/users", json={"user": {
+                "name": "fuzz-user", "domain_id": "default", "password": secrets.token_urlsafe(16)}}), "user"),
+            "role_id": created(http.post("/identity/v3/roles", json={"role": {"name": "fuzz-role"}}), "role"),
+            "name": created(http.post("/compute/v2.1/os-keypairs", json={"keypair": {"name": "fuzz-key"}}),
+                            "keypair"),
+            "group_id": created(http.post("/compute/v2.1/os-server-groups", json={"server_group": {
+                "name": "fuzz-group", "policies": ["anti-affinity"]}}), "server_group"),
+            "aggregate_id": str(created(http.post("/compute/v2.1/os-aggregates", json={"aggregate": {
+                "name": "fuzz-aggregate"}}), "aggregate")),
+        }
+        ids["target_id"] = ids["project_id"]
+        ids["flavor_id"] = next(f["id"] for f in http.get("/compute/v2.1/flavors").json()["flavors"]
+                                if f["name"] == "fuzz.nano")
+        ids["image_id"] = http.get("/image/v2/images", params={"name": "tiny"}).json()["images"][0]["id"]
+        ids["network_id"] = http.get("/network/v2.0/networks", params={"name": "default"}).json()["networks"][0]["id"]
+        ids["region_id"] = "RegionOne"
+    return ids
+
+
 def test_openapi_document_is_served(fuzz_service: Service) -> None:
     doc = httpx.get(f"{fuzz_service.url}/openapi.json", timeout=30).json()
     assert doc["openapi"].startswith("3."), doc.get("openapi")
@@ -45,7 +81,10 @@ def test_openapi_document_is_served(fuzz_service: Service) -> None:
 def test_schemathesis_finds_no_server_error(fuzz_service: Service, tmp_path: Path) -> None:
     token = fuzz_service.token()
     junit = tmp_path / "schemathesis.xml"
-    argv = [str(BIN / "schemathesis"), "run", f"{fuzz_service.url}/openapi.json",
+    config = tmp_path / "schemathesis.toml"
+    config.write_text("[parameters]\n" + "".join(f'"path.{name}" = {json.dumps(value)}\n'
+                                                  for name, value in fuzz_parameters(fuzz_service, token).items()))
+    argv = [str(BIN / "schemathesis"), "--config-file", str(config), "run", f"{fuzz_service.url}/openapi.json",
             "--url", fuzz_service.url,
             "-H", f"X-Auth-Token: {token}",
             "--checks", "not_a_server_error",
