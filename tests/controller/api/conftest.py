@@ -11,6 +11,7 @@ in a project, and a clouds.yaml entry named after it; `service.openstack(..., cl
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -33,6 +34,15 @@ KVMFLEET = BIN / "kvmfleet"
 OPENSTACK = BIN / "openstack"
 TINY_IMAGE = REPO / ".cache" / "images" / "tiny" / "kvmfleet-tiny.qcow2"
 ADMIN_CLOUD = "kvmfleet-admin"
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM (a clean shutdown) when pytest dies, so a killed test run
+    leaves no service behind."""
+    _libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -80,7 +90,8 @@ class Service:
     def start(self, timeout: float = 60) -> None:
         log = open(self.state / "serve-stdout.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen([str(KVMFLEET), "serve", "--bind", f"127.0.0.1:{self.port}"], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl runs before exec
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
