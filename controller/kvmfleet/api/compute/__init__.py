@@ -19,6 +19,7 @@ MODULES = (
     "servers",
     "server_actions",
     "server_metadata",
+    "server_security_groups",
     "instance_actions",
     "flavors",
     "keypairs",
