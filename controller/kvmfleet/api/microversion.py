@@ -8,6 +8,7 @@ response of every compute request, with ``Vary``.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from functools import total_ordering
@@ -35,6 +36,10 @@ class APIVersion:
 
     @classmethod
     def parse(cls, text: str) -> APIVersion:
+        return _parse(text)
+
+    @classmethod
+    def _parse_uncached(cls, text: str) -> APIVersion:
         m = _VERSION_RE.match(text.strip())
         if not m:
             raise InvalidVersion(f"API Version String {text} is of invalid format. Must be of format "
@@ -64,6 +69,12 @@ class APIVersion:
     def matches(self, lo: str | None = None, hi: str | None = None) -> bool:
         """lo <= self <= hi (either bound may be None)."""
         return (lo is None or self >= APIVersion.parse(lo)) and (hi is None or self <= APIVersion.parse(hi))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(text: str) -> APIVersion:
+    # Views compare against literal bounds thousands of times a page: parse each literal once.
+    return APIVersion._parse_uncached(text)
 
 
 MIN = APIVersion.parse(MIN_VERSION)
