@@ -87,7 +87,7 @@ $(STAMPS)/ansible-oldest-$(ANSIBLE_OLDEST): $(STAMPS)/apt | $(STAMPS)
 	touch $@
 
 test-integration: collection ansible-oldest
-	KVMFLEET_LAB=$(TEST_LAB) $(PY) -m pytest -q -p no:cacheprovider tests/integration
+	KVMFLEET_LAB=$(TEST_LAB) $(PY) -m pytest -q -p no:cacheprovider --durations=15 tests/integration
 
 # openstack.cloud 2.5.0 (the collection in ansible 12.3, for ansible-core 2.19) reads openstack.version, which
 # openstacksdk removed in 4.15: the collection's modules run on an interpreter with the SDK it supports
@@ -102,7 +102,7 @@ $(STAMPS)/openstack-cloud-venv-$(OPENSTACK_CLOUD_SDK): $(STAMPS)/apt | $(STAMPS)
 	touch $@
 
 test-controller: collection openstack-cloud-venv
-	KVMFLEET_LAB=$(TEST_LAB) $(PY) -m pytest -q -p no:cacheprovider tests/controller
+	KVMFLEET_LAB=$(TEST_LAB) $(PY) -m pytest -q -p no:cacheprovider --durations=40 tests/controller
 
 # ruff (config in pyproject.toml), yamllint (.yamllint), ansible-lint (.ansible-lint) on the playbooks and roles.
 lint: collection
