@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def run_playbook(playbook: Path, inventory: Path, extra_vars: dict | None = None
         args += ["-e", json.dumps(extra_vars)]
     if limit:
         args += ["--limit", limit]
-    proc = subprocess.run(args, capture_output=True, text=True, env=ansible_env(), cwd=str(REPO), timeout=timeout,
+    # Under the controller's guard (PDEATHSIG, subreaper): a killed pytest leaves no playbook running.
+    guarded = [sys.executable, "-m", "kvmfleet.ansible_guard", *args[1:]]
+    proc = subprocess.run(guarded, capture_output=True, text=True, env=ansible_env(), cwd=str(REPO), timeout=timeout,
                           check=False)
     return PlaybookRun(args, proc.returncode, proc.stdout, proc.stderr)
 
