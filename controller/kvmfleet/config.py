@@ -24,6 +24,7 @@ File: ``$KVMFLEET_CONFIG`` if set, else ``<state dir>/kvmfleet.yml`` if it exist
       workers: 4                   # task workers
       task_lease: 30               # seconds; a task whose owner stops renewing is recovered
       image_size_cap: 10737418240  # bytes: the largest image data the Image API (and image register) takes
+      list_cache_pages: 32         # server-list pages kept rendered while the store is unchanged (0: off)
     compute:
       resize_transfer: direct      # a resize move copies the disks host to host over the hosts' root SSH
                                    # (kvm_host's kvm_host_migration_ssh); `controller`: through the controller
@@ -107,6 +108,7 @@ class ApiSettings:
     workers: int = 4                   # task worker threads in the service
     task_lease: int = 30               # seconds a running task's lease lasts; renewed while it runs
     image_size_cap: int = 10 * 1024 ** 3  # bytes of image data accepted (Glance's image_size_cap)
+    list_cache_pages: int = 32         # rendered server-list pages kept, keyed by the store's state (0: none)
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,8 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
         raise ConfigError(f"compute.resize_transfer: expected one of {', '.join(RESIZE_TRANSFERS)}, got {transfer!r}")
 
     api = _section(data.get("api"), "api", {"bind", "public_url", "region", "cert_file", "key_file",
-                                            "token_expiration", "workers", "task_lease", "image_size_cap"})
+                                            "token_expiration", "workers", "task_lease", "image_size_cap",
+                                            "list_cache_pages"})
     for key in ("bind", "public_url", "region", "cert_file", "key_file"):
         if key in api and not isinstance(api[key], str):
             raise ConfigError(f"api.{key}: expected a string, got {api[key]!r}")
@@ -223,7 +226,9 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
         token_expiration=_number(api.get("token_expiration", 3600), "api.token_expiration", int, 60),
         workers=_number(api.get("workers", 4), "api.workers", int, 1),
         task_lease=_number(api.get("task_lease", 30), "api.task_lease", int, 5),
-        image_size_cap=_number(api.get("image_size_cap", ApiSettings.image_size_cap), "api.image_size_cap", int, 1))
+        image_size_cap=_number(api.get("image_size_cap", ApiSettings.image_size_cap), "api.image_size_cap", int, 1),
+        list_cache_pages=_number(api.get("list_cache_pages", ApiSettings.list_cache_pages), "api.list_cache_pages",
+                                 int, 0))
     if bool(api_settings.cert_file) != bool(api_settings.key_file):
         raise ConfigError("api.cert_file and api.key_file: give both for TLS, or neither")
 

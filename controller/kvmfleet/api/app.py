@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kvmfleet.api import faults, microversion
+from kvmfleet.api.page_cache import PageCache
 
 log = logging.getLogger("kvmfleet.api")
 
@@ -81,6 +82,11 @@ def create_app(store: Any = None, settings: Any = None) -> FastAPI:
                   openapi_url="/openapi.json")
     app.state.store = store
     app.state.settings = settings
+    if settings is None:
+        from kvmfleet.config import get_settings
+
+        settings = get_settings()
+    app.state.page_cache = PageCache(settings.api.list_cache_pages)
     faults.install(app)
     for module in (identity, compute, image, network):
         for router in module.routers():

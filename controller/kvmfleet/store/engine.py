@@ -9,6 +9,7 @@ locks taken by the compare-and-set UPDATEs (host generation, project generation)
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import random
 import threading
@@ -145,9 +146,13 @@ def _private_sqlite_file(db: Path) -> None:
     paths.ensure_private_file(db)
 
 
+_connection_serials = itertools.count(1)
+
+
 def _sqlite_setup(engine: Engine, busy_ms: int) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+        record.info[CONNECTION_SERIAL] = next(_connection_serials)  # for Store.fingerprint
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout={busy_ms}")  # first: switching to WAL may wait for the lock too
@@ -163,6 +168,7 @@ def _sqlite_setup(engine: Engine, busy_ms: int) -> None:
 
 
 READ_ONLY = "kvmfleet_read_only"
+CONNECTION_SERIAL = "kvmfleet_serial"
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -239,17 +245,41 @@ class Store:
         self.engine = engine
         self.session_factory = make_session_factory(engine)
         self._read_factory = make_session_factory(engine.execution_options(**{READ_ONLY: True}))
+        self._commits = 0  # commits through this engine, any connection (see fingerprint)
+        event.listen(engine, "commit", self._count_commit)
+
+    def _count_commit(self, _conn: Any) -> None:
+        self._commits += 1
+
+    def fingerprint(self, session: Session) -> tuple[Any, ...] | None:
+        """A value that differs whenever the committed data this session can read may have changed, from
+        this process or any other: a cache key for what is rendered from the store (the server lists).
+        Read it before and after the reads; a result may be cached only under a fingerprint that did not
+        change meanwhile (a commit landed in between otherwise). None where there is no cheap way.
+
+        PostgreSQL: the current snapshot (xmin:xmax:running xids): any transaction that assigns an xid
+        (every write) changes it once it commits; reads do not. SQLite: PRAGMA data_version changes when
+        another connection (this process's or another's) committed, but not for the connection's own
+        commits, which this Store's commit counter covers; the connection's serial keeps two connections'
+        values apart."""
+        conn = session.connection()
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            return ("pg", conn.exec_driver_sql("SELECT pg_current_snapshot()::text").scalar())
+        if dialect == "sqlite":
+            serial = conn.connection.info.get(CONNECTION_SERIAL)
+            if serial is None:
+                return None
+            return ("sqlite", self._commits, serial, conn.exec_driver_sql("PRAGMA data_version").scalar())
+        return None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
         """A session for reading only (API GETs, token checks): on SQLite a deferred BEGIN that takes no
-        write lock, so reads run beside each other and beside a writer (WAL); always rolled back."""
+        write lock, so reads run beside each other and beside a writer (WAL); never committed."""
         session = self._read_factory()
-        with session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+        with session:  # close() ends the transaction (the pool rolls it back) and, unlike rollback(),
+            yield session  # leaves what was loaded readable, as transaction() does after its commit
 
     @property
     def url(self) -> str:

@@ -288,6 +288,32 @@ def test_update_name_and_description(compute_service: Service, tenant: httpx.Cli
     assert tenant.get(f"/compute/v2.1/servers/{active['id']}").json()["server"]["name"] == NAME
 
 
+def test_a_listed_page_follows_every_change(compute_service: Service, tenant: httpx.Client,
+                                            active: dict[str, Any]) -> None:
+    """Repeated list requests are answered from rendered pages (kvmfleet.api.page_cache) while the store
+    is unchanged: a change through the API and one committed by another process both show at once."""
+    def listed_name() -> str:
+        r = tenant.get("/compute/v2.1/servers/detail", params={"limit": 1000})
+        assert r.status_code == 200, r.text
+        return next(s["name"] for s in r.json()["servers"] if s["id"] == active["id"])
+
+    first = listed_name()
+    assert listed_name() == first  # the same page again (served from the cache)
+    r = tenant.put(f"/compute/v2.1/servers/{active['id']}", json={"server": {"name": f"{NAME}-cached"}})
+    assert r.status_code == 200, r.text
+    assert listed_name() == f"{NAME}-cached"
+    assert listed_name() == f"{NAME}-cached"
+    db = sqlite3.connect(compute_service.state / "kvmfleet.db")  # another process commits to the store
+    try:
+        with db:
+            db.execute("UPDATE instances SET name = ? WHERE uuid = ?", (f"{NAME}-elsewhere", active["id"]))
+    finally:
+        db.close()
+    assert listed_name() == f"{NAME}-elsewhere"
+    r = tenant.put(f"/compute/v2.1/servers/{active['id']}", json={"server": {"name": first}})
+    assert r.status_code == 200 and listed_name() == first
+
+
 def test_metadata(tenant: httpx.Client, active: dict[str, Any]) -> None:
     base = f"/compute/v2.1/servers/{active['id']}/metadata"
     assert tenant.get(base).json() == {"metadata": {"role": "web", "tier": "1"}}

@@ -42,7 +42,7 @@ def _id(text: str) -> int:
 @router.get("/os-aggregates", summary="List aggregates (admin)")
 def index(request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     ctx.authorize(RULE % "index")
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         return {"aggregates": [views.aggregate(ctx.microversion, a)["aggregate"] for a in aggops.list_all(session)]}
 
 
@@ -63,7 +63,7 @@ def create(request: Request, ctx: RequestContext = CTX, body: Any = BODY) -> dic
 def show(aggregate_id: str, request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     ctx.authorize(RULE % "show")
     agg_id = _id(aggregate_id)
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         return views.aggregate(ctx.microversion, aggops.get(session, agg_id))
 
 

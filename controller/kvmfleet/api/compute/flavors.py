@@ -70,7 +70,7 @@ def _list(request: Request, ctx: RequestContext) -> tuple[list[Any], int | None]
                          "sort_dir asc or desc")
     limit, marker = query.limit_and_marker(request)
     filters = _filters(request, ctx)
-    with get_store(request).transaction() as session:  # flavors have no lazy relationships to render later
+    with get_store(request).read() as session:  # flavors have no lazy relationships to render later
         rows = flavorops.page(session, filters, sort_key, sort_dir, limit, marker)
     return rows, query.integer(request, "limit")
 
@@ -92,7 +92,7 @@ def detail(request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
 
 @router.get("/flavors/{flavor_id}", summary="Show a flavor")
 def show(flavor_id: str, request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         flavor = flavorops.get(session, flavor_id)
         return {"flavor": views.show(request, ctx.microversion, flavor, _show_specs(ctx))}
 
@@ -150,7 +150,7 @@ def delete(flavor_id: str, request: Request, ctx: RequestContext = CTX) -> Respo
 @router.get("/flavors/{flavor_id}/os-extra_specs", summary="List a flavor's extra specs")
 def specs_index(flavor_id: str, request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     ctx.authorize(SPECS % "index")
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         specs = flavorops.get(session, flavor_id).extra_specs or {}
         return {"extra_specs": {str(k): str(v) for k, v in specs.items()}}
 
@@ -169,7 +169,7 @@ def specs_create(flavor_id: str, request: Request, ctx: RequestContext = CTX,
 @router.get("/flavors/{flavor_id}/os-extra_specs/{key}", summary="Show an extra spec")
 def specs_show(flavor_id: str, key: str, request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     ctx.authorize(SPECS % "show")
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         return {key: flavorops.extra_spec(session, flavor_id, key)}
 
 

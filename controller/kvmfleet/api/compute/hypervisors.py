@@ -44,7 +44,7 @@ def _list(request: Request, ctx: RequestContext, detail: bool) -> dict[str, Any]
         raise BadRequest("Paging over hypervisors with the hypervisor_hostname_pattern query parameter is not "
                          "supported.")
     now = utcnow()
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         if pattern is not None:
             hosts = svc.search_nodes(session, pattern)
         else:
@@ -78,7 +78,7 @@ def detail(request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
 @router.get("/os-hypervisors/statistics", summary="Show hypervisor statistics (admin, until 2.87)")
 def statistics(request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     ctx.authorize(RULE % "statistics")
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         return {"hypervisor_statistics": svc.statistics(session)}
 
 
@@ -103,7 +103,7 @@ def show(hypervisor_id: str, request: Request, ctx: RequestContext = CTX) -> dic
         query.check(request, ("with_servers",), strict=True)
     with_servers = query.boolean(query.single(request, "with_servers"), "with_servers") if v.matches("2.53") else False
     by_uuid = _checked_id(ctx, hypervisor_id)
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         host = svc.get_node(session, hypervisor_id, by_uuid)
         servers = svc.servers_on(session, host) if with_servers else None
         if servers is not None and not servers and not v.matches("2.75"):

@@ -53,7 +53,7 @@ def list_actions(server_id: str, request: Request, ctx: RequestContext = CTX) ->
                 kw[name] = parse_isotime(params[key][0])
         if kw.get("changes_since") and kw.get("changes_before") and kw["changes_before"] < kw["changes_since"]:
             raise BadRequest("The value of changes-since must be less than or equal to changes-before.")
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         inst = _instance(session, ctx, server_id)
         ctx.authorize(RULE % "list")
         rows = queries.list_actions(session, inst.uuid, **kw)
@@ -67,7 +67,7 @@ def list_actions(server_id: str, request: Request, ctx: RequestContext = CTX) ->
 
 @router.get("/servers/{server_id}/os-instance-actions/{request_id}")
 def show_action(server_id: str, request_id: str, request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         inst = _instance(session, ctx, server_id)
         ctx.authorize(RULE % "show")
         try:

@@ -49,7 +49,7 @@ def index(request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     limit = marker = None
     if v.matches("2.35"):
         limit, marker = query.limit_and_marker(request)
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         rows = keypairops.list_keypairs(session, user_id, limit, marker)
     return views.index(request, v, rows, query.integer(request, "limit"))
 
@@ -80,7 +80,7 @@ def show(name: str, request: Request, ctx: RequestContext = CTX) -> dict[str, An
     v = ctx.microversion
     query.check(request, schemas.query_params(v, listing=False), strict=v.matches("2.75"))
     user_id = _user(ctx, "show", _requested_user(request, ctx))
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         return views.show(v, keypairops.get_keypair(session, user_id, name))
 
 

@@ -32,6 +32,6 @@ def index(request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
         ctx.authorize(OTHER_PROJECT)
     if not project_id:
         raise BadRequest("A project-scoped token (or tenant_id) is required to show limits.")
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         detail = quota.detail(session, project_id, missing_ok=True)
     return views.limits(ctx.microversion, detail)

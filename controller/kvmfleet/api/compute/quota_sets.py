@@ -56,7 +56,7 @@ def _no_user_quotas(request: Request) -> None:
 def show(project_id: str, request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     _authorize(ctx, "show", project_id)
     query.check(request, schemas.QUERY_PARAMS, strict=ctx.microversion.matches("2.75"))
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         limits = quota.all_limits(session, _project(session, project_id))
     return views.quota_set(ctx.microversion, limits, project_id)
 
@@ -65,7 +65,7 @@ def show(project_id: str, request: Request, ctx: RequestContext = CTX) -> dict[s
 def detail(project_id: str, request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     _authorize(ctx, "detail", project_id)
     query.check(request, schemas.QUERY_PARAMS, strict=ctx.microversion.matches("2.75"))
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         values = quota.detail(session, _project(session, project_id), user_id=query.single(request, "user_id"))
     return views.quota_set(ctx.microversion, values, project_id)
 
@@ -73,7 +73,7 @@ def detail(project_id: str, request: Request, ctx: RequestContext = CTX) -> dict
 @router.get("/os-quota-sets/{project_id}/defaults", summary="Show the default quotas")
 def defaults(project_id: str, request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     _authorize(ctx, "defaults", project_id)
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         _project(session, project_id)
         values = quota.all_default_limits(session)
     return views.quota_set(ctx.microversion, values, project_id)

@@ -47,7 +47,7 @@ def index(request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
         project_id = None
     limit = query.integer(request, "limit")
     offset = query.integer(request, "offset") or 0
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         groups = groupops.page(session, project_id, min(limit or MAX_LIMIT, MAX_LIMIT), offset)
         return views.index(ctx.microversion, groups)
 
@@ -81,7 +81,7 @@ def create(request: Request, ctx: RequestContext = CTX, body: Any = BODY) -> dic
 @router.get("/os-server-groups/{group_id}", summary="Show a server group")
 def show(group_id: str, request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     ctx.authorize(RULE % "show")
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         return {"server_group": views.show(ctx.microversion, groupops.get(session, group_id, _scope(ctx)))}
 
 

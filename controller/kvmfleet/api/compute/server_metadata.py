@@ -56,7 +56,7 @@ def _set(request: Request, ctx: RequestContext, server_id: str, rule: str, items
 
 @router.get("/servers/{server_id}/metadata")
 def list_metadata(server_id: str, request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         inst = find(session, ctx, server_id)
         ctx.authorize(RULE % "index")
         return {"metadata": _meta(inst)}
@@ -76,7 +76,7 @@ def replace_metadata(server_id: str, request: Request, body: Any = BODY, ctx: Re
 
 @router.get("/servers/{server_id}/metadata/{key}")
 def show_metadata_item(server_id: str, key: str, request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         inst = find(session, ctx, server_id)
         ctx.authorize(RULE % "show")
         meta = _meta(inst)

@@ -10,6 +10,7 @@ nothing is stored (kvmfleet keeps the CLI's behaviour rather than Nova's 202-the
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -19,7 +20,7 @@ from kvmfleet.api import policy
 from kvmfleet.api.compute import PREFIX
 from kvmfleet.api.compute.schemas import servers as schemas
 from kvmfleet.api.compute.schemas.types import FORMATS, as_bool, int_param, parse_isotime, validate_query
-from kvmfleet.api.compute.views.servers import MAX_LIMIT, ServerView
+from kvmfleet.api.compute.views.servers import MAX_LIMIT, ServerView, base_url
 from kvmfleet.api.context import RequestContext, context, get_store
 from kvmfleet.api.faults import BadRequest, Forbidden
 from kvmfleet.api.microversion import MAX
@@ -188,18 +189,33 @@ def _sorting(ctx: RequestContext, params: dict[str, list[str]]) -> tuple[list[st
     return out_keys or ["created_at"], out_dirs or ["desc"]
 
 
-def _list(request: Request, ctx: RequestContext, detail: bool) -> dict[str, Any]:
+def _list(request: Request, ctx: RequestContext, detail: bool) -> Response:
     ctx.authorize(RULE % ("detail" if detail else "index"))
     params = _params(request)
     q = server_query(ctx, params, detail)
-    with get_store(request).transaction() as session:
+    pairs = list(request.query_params.multi_items())
+    store, cache = get_store(request), request.app.state.page_cache
+    with store.read() as session:
+        # The same page for the same asker is served from the cache while the store is unchanged
+        # (kvmfleet.api.page_cache): everything the rendering reads from the request is in the key.
+        before = store.fingerprint(session) if cache else None
+        key = None
+        if before is not None:
+            key = (before, detail, ctx.project_id, ctx.roles, str(ctx.microversion), base_url(request),
+                   tuple(sorted(pairs)))
+            body = cache.get(key)
+            if body is not None:
+                return Response(body, media_type="application/json")
         if q.vm_states == []:
             instances: list[Any] = []  # an unknown status (before 2.38) or vm_state matches nothing
         else:
             instances = queries.list_instances(session, q)
         view = ServerView(request, ctx, queries.related(session, instances) if detail else queries.Related())
-        pairs = list(request.query_params.multi_items())
-        return view.detail(instances, pairs, q.limit) if detail else view.index(instances, pairs, q.limit)
+        page = view.detail(instances, pairs, q.limit) if detail else view.index(instances, pairs, q.limit)
+        body = json.dumps(page, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        if key is not None and store.fingerprint(session) == before:
+            cache.put(key, body)
+    return Response(body, media_type="application/json")
 
 
 def _query_doc(*names: str) -> dict[str, Any]:
@@ -214,18 +230,18 @@ LIST_DOC = _query_doc("name", "status", "image", "flavor", "host", "ip", "change
 
 
 @router.get("/servers", openapi_extra=LIST_DOC)
-def list_servers(request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
+def list_servers(request: Request, ctx: RequestContext = CTX) -> Response:
     return _list(request, ctx, detail=False)
 
 
 @router.get("/servers/detail", openapi_extra=LIST_DOC)
-def list_servers_detail(request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
+def list_servers_detail(request: Request, ctx: RequestContext = CTX) -> Response:
     return _list(request, ctx, detail=True)
 
 
 @router.get("/servers/{server_id}")
 def show_server(server_id: str, request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         inst = find(session, ctx, server_id)
         ctx.authorize(RULE % "show")
         return ServerView(request, ctx, queries.related(session, [inst])).show(inst)
@@ -313,7 +329,7 @@ def create_server(request: Request, body: Any = BODY,
     ctx.authorize(RULE % "create")
     _check_supported(body["server"])
     store = get_store(request)
-    with store.transaction() as session:
+    with store.read() as session:  # references resolved without the write lock; the task commits below
         req, server = _create_request(session, ctx, body)
     uuids = tasks.submit_create(store, req)
     if as_bool(server.get("return_reservation_id", False)):

@@ -42,7 +42,7 @@ def index(request: Request, ctx: RequestContext = CTX) -> dict[str, Any]:
     ctx.authorize(RULE % "list")
     query.check(request, schemas.QUERY_PARAMS, strict=ctx.microversion.matches("2.75"))
     now = utcnow()
-    with get_store(request).transaction() as session:
+    with get_store(request).read() as session:
         hosts = svc.list_services(session, query.single(request, "host"), query.single(request, "binary"))
         return {"services": [views.service(ctx.microversion, h, now) for h in hosts]}
 

@@ -25,6 +25,7 @@ from kvmfleet.store.states import PowerState, VmState
 PROGRESS_STATUSES = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING")
 FAULT_STATUSES = ("ERROR", "DELETED")
 MAX_LIMIT = 1000  # Nova's [api] max_limit
+VERSIONS = ("2.3", "2.9", "2.16", "2.19", "2.26", "2.47", "2.54", "2.57", "2.63", "2.71", "2.73", "2.75")
 
 
 def isotime(value: dt.datetime | None) -> str | None:
@@ -60,6 +61,8 @@ class ServerView:
         self.base = base_url(request)
         self.ctx = ctx
         self.v = ctx.microversion
+        # Every version this view compares against, compared once per request rather than per server.
+        self.at = {m: self.v.matches(m) for m in VERSIONS}
         self.rel = rel
         self.admin = ctx.is_admin
 
@@ -90,7 +93,7 @@ class ServerView:
         return {"id": inst.image_id, "links": [{"rel": "bookmark", "href": f"{self.base}/compute/images/{inst.image_id}"}]}
 
     def _flavor(self, inst: Instance) -> dict[str, Any]:
-        if self.v.matches("2.47"):
+        if self.at["2.47"]:
             flavor: dict[str, Any] = {"vcpus": inst.vcpus, "ram": inst.memory_mb, "disk": inst.root_gb,
                                       "ephemeral": inst.ephemeral_gb, "swap": inst.swap,
                                       "original_name": inst.flavor_name}
@@ -157,7 +160,6 @@ class ServerView:
                user_data: bool = True) -> dict[str, Any]:
         """Nova's ViewBuilder.show. ``full``: every attribute (show, detail, and PUT/rebuild from 2.75);
         otherwise the reduced set PUT and rebuild answered before 2.75."""
-        v = self.v
         status = "DELETED" if inst.deleted_at is not None else inst.status
         out: dict[str, Any] = {
             "accessIPv4": "", "accessIPv6": "",
@@ -195,7 +197,7 @@ class ServerView:
                 out["OS-EXT-SRV-ATTR:host"] = inst.host
                 out["OS-EXT-SRV-ATTR:instance_name"] = inst.domain_name
                 out["OS-EXT-SRV-ATTR:hypervisor_hostname"] = inst.node
-                if v.matches("2.3"):
+                if self.at["2.3"]:
                     out.update({
                         "OS-EXT-SRV-ATTR:hostname": (inst.config or {}).get("hostname") or "",
                         "OS-EXT-SRV-ATTR:kernel_id": "",
@@ -210,35 +212,35 @@ class ServerView:
             out["OS-EXT-STS:vm_state"] = str(inst.vm_state)
             out["OS-EXT-STS:power_state"] = PowerState(inst.power_state).code
             out["os-extended-volumes:volumes_attached"] = []
-        if v.matches("2.9"):
+        if self.at["2.9"]:
             out["locked"] = bool(inst.locked)
-        if full and v.matches("2.16") and self.admin:
+        if full and self.at["2.16"] and self.admin:
             out["host_status"] = self._host_status(inst)
-        if v.matches("2.19"):
+        if self.at["2.19"]:
             out["description"] = inst.description
-        if v.matches("2.26"):
+        if self.at["2.26"]:
             out["tags"] = []
-        if v.matches("2.63"):
+        if self.at["2.63"]:
             out["trusted_image_certificates"] = None
         if server_groups:
             group = self.rel.group_id(inst)
             out["server_groups"] = [group] if group else []
-        if v.matches("2.73"):
+        if self.at["2.73"]:
             out["locked_reason"] = None
         return out
 
     def show(self, inst: Instance) -> dict[str, Any]:
-        return {"server": self.server(inst, server_groups=self.v.matches("2.71"))}
+        return {"server": self.server(inst, server_groups=self.at["2.71"])}
 
     def update(self, inst: Instance) -> dict[str, Any]:
-        return {"server": self.server(inst, full=self.v.matches("2.75"), server_groups=self.v.matches("2.71"))}
+        return {"server": self.server(inst, full=self.at["2.75"], server_groups=self.at["2.71"])}
 
     def rebuild(self, inst: Instance) -> dict[str, Any]:
-        full = self.v.matches("2.75")
-        server = self.server(inst, full=full, server_groups=self.v.matches("2.71"), user_data=False)
-        if not full and self.v.matches("2.54"):
+        full = self.at["2.75"]
+        server = self.server(inst, full=full, server_groups=self.at["2.71"], user_data=False)
+        if not full and self.at["2.54"]:
             server["key_name"] = inst.key_name
-        if self.v.matches("2.57"):
+        if self.at["2.57"]:
             server["user_data"] = self._user_data(inst)
         return {"server": server}
 
