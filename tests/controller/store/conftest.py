@@ -3,68 +3,20 @@ tests/postgres.sh starts (make test does). PostgreSQL unreachable is a failure, 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import uuid
-from pathlib import Path
-
 import pytest
-from kvmfleet import config
-from kvmfleet.store import engine as store_engine
+from db_fixtures import BACKENDS, fresh_database, isolated_settings
 from kvmfleet.store import open_store
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def pg_admin_url() -> str:
-    url = os.environ.get("KVMFLEET_TEST_PG_URL")
-    if not url:
-        proc = subprocess.run(["bash", str(REPO / "tests" / "postgres.sh"), "url"], capture_output=True, text=True,
-                              timeout=30, check=False)
-        if proc.returncode != 0:
-            pytest.fail(f"tests/postgres.sh url failed: {proc.stderr.strip()}")
-        url = proc.stdout.strip()
-    return url
 
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path, monkeypatch):
-    """Settings and the process-wide store come from this test's own state dir."""
-    monkeypatch.setenv("KVMFLEET_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("KVMFLEET_CONFIG", raising=False)
-    monkeypatch.delenv("KVMFLEET_DATABASE_URL", raising=False)
-    config.reset_settings()
-    store_engine.reset_store()
-    yield
-    store_engine.reset_store()
-    config.reset_settings()
+    yield from isolated_settings(tmp_path, monkeypatch)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def db_url(request, tmp_path):
     """A URL to a fresh, empty database of each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    admin_url = make_url(pg_admin_url())
-    name = f"kvmfleet_t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL at {admin_url.render_as_string(hide_password=True)} is not reachable "
-                    f"(run `bash tests/postgres.sh start`): {exc.orig}")
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    yield from fresh_database(request.param, tmp_path, "kvmfleet_t")
 
 
 @pytest.fixture
