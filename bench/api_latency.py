@@ -14,8 +14,11 @@ For each store size N (default 1,000 and 10,000 servers), a `kvmfleet serve` of 
    The fake hosts do not exist (TEST-NET addresses), so the service's workers fail those builds in the
    background while the benchmark runs, as they would against unreachable hosts.
 
+The same page asked again while the store is unchanged is served from the service's rendered-page cache
+(kvmfleet.api.page_cache); `--list-cache-pages 0` turns it off, so every page is rendered afresh.
+
 Usage: .venv/bin/python bench/api_latency.py [--servers 1000 10000] [--clients 50] [--requests 300]
-                                              [--posts 300] [--database-url URL] [--keep]
+                                              [--posts 300] [--database-url URL] [--list-cache-pages N] [--keep]
 """
 
 from __future__ import annotations
@@ -123,15 +126,19 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=300)
     parser.add_argument("--database-url", default=None, help="PostgreSQL (an empty database) instead of SQLite")
     parser.add_argument("--keep", action="store_true", help="keep the state dirs")
+    parser.add_argument("--list-cache-pages", type=int, default=None,
+                        help="the service's api.list_cache_pages (0: every page rendered afresh)")
     parser.add_argument("--insert-rows", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.insert_rows is not None:
         _insert_rows(args.insert_rows)
         return
-    print(f"{os.cpu_count()} CPUs; {args.clients} concurrent clients; microversion 2.79")
+    cache = "default" if args.list_cache_pages is None else args.list_cache_pages
+    print(f"{os.cpu_count()} CPUs; {args.clients} concurrent clients; microversion 2.79; list cache pages {cache}")
 
     for index, count in enumerate(args.servers):
-        svc = BenchService(database_url=args.database_url)
+        config = "" if args.list_cache_pages is None else f"api:\n  list_cache_pages: {args.list_cache_pages}\n"
+        svc = BenchService(config=config, database_url=args.database_url)
         try:
             svc.prepare()
             t0 = time.monotonic()

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kvmfleet import config
 from kvmfleet.store import engine as store_engine
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 REPO = Path(__file__).resolve().parents[2]
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -44,9 +46,10 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     config.reset_settings()
 
 
-def fresh_database(backend: str, tmp_path: Path, prefix: str) -> Iterator[str]:
-    """A URL to a fresh, empty database of `backend` (sqlite: a temporary file), dropped afterwards."""
+def fresh_database(backend: str, tmp_path: Path | None, prefix: str) -> Iterator[str]:
+    """A URL to a fresh, empty database of `backend` (sqlite: a file in tmp_path), dropped afterwards."""
     if backend == "sqlite":
+        assert tmp_path is not None, "a SQLite store needs the test's tmp_path"
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
     admin_url = make_url(pg_admin_url())
@@ -62,6 +65,22 @@ def fresh_database(backend: str, tmp_path: Path, prefix: str) -> Iterator[str]:
     try:
         yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        try:
+            _drop(admin, name)
+        finally:
+            admin.dispose()
+
+
+def _drop(admin: Any, name: str) -> None:
+    """DROP ... WITH (FORCE) ends the test's own connections, but refuses while a superuser's backend (an
+    autovacuum worker) is on the database (seen in CI: "must be a member of the role whose process is being
+    terminated"): that worker is gone within seconds, so the drop is tried again."""
+    for attempt in range(20):
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)

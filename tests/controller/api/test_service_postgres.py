@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +18,8 @@ import pytest
 from conftest import REPO, TINY_IMAGE, Service, free_port
 from conftest_lab import LabHost, lab_hosts
 from crash_tools import domain_states, wait_until
+from db_fixtures import fresh_database
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.lab
 
@@ -32,21 +31,7 @@ BURST = 12
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    proc = subprocess.run(["bash", str(REPO / "tests" / "postgres.sh"), "url"], capture_output=True, text=True,
-                          timeout=60, check=False)
-    assert proc.returncode == 0, f"tests/postgres.sh url: {proc.stderr}"
-    base = make_url(proc.stdout.strip())
-    name = f"kvmfleet_hb_{SUFFIX}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - a missing server is a failure with its reason, never a skip
-        pytest.fail(f"PostgreSQL at {base.render_as_string(hide_password=True)} (bash tests/postgres.sh start): {exc}")
-    yield base.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    yield from fresh_database("postgresql", None, f"kvmfleet_hb_{SUFFIX}")
 
 
 def _service(tmp: Path, url: str, admin_password: str) -> Service:

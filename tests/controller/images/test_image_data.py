@@ -5,21 +5,18 @@ removes the data the upload finishes with."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from db_fixtures import fresh_database
 from kvmfleet import config
 from kvmfleet.images import data, registry
 from kvmfleet.images.errors import ImageGone
 from kvmfleet.store import engine as store_engine
 from kvmfleet.store import get_store
 from kvmfleet.store.models import Image
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parents[3]
 TINY = REPO / ".cache" / "images" / "tiny" / "kvmfleet-tiny.qcow2"
@@ -28,20 +25,7 @@ OPERATOR = registry.Viewer.operator()
 
 def pg_database() -> Iterator[str]:
     """A fresh database on the PostgreSQL that tests/postgres.sh starts (unreachable: a failure)."""
-    url = os.environ.get("KVMFLEET_TEST_PG_URL") or subprocess.run(
-        ["bash", str(REPO / "tests" / "postgres.sh"), "url"], capture_output=True, text=True, timeout=30,
-        check=True).stdout.strip()
-    admin_url = make_url(url)
-    name = f"kvmfleet_img_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    yield from fresh_database("postgresql", None, "kvmfleet_img")
 
 
 @pytest.fixture(autouse=True, params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
