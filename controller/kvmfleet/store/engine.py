@@ -106,6 +106,10 @@ def make_engine(url: str | None = None, busy_timeout_ms: int | None = None, **kw
         busy_ms = int(busy_timeout_ms if busy_timeout_ms is not None else SQLITE_BUSY_TIMEOUT_MS)
         connect_args = {"timeout": busy_ms / 1000, "check_same_thread": False}
         connect_args.update(kwargs.pop("connect_args", {}))
+        # Connections are kept rather than closed when many requests come at once: opening one is cheap,
+        # but Store.fingerprint (the page cache's key) is per connection, so a fresh one starts cold.
+        kwargs.setdefault("pool_size", 20)
+        kwargs.setdefault("max_overflow", 30)
         engine = create_engine(parsed, connect_args=connect_args, **kwargs)
         _sqlite_setup(engine, busy_ms)
         return engine
@@ -245,11 +249,6 @@ class Store:
         self.engine = engine
         self.session_factory = make_session_factory(engine)
         self._read_factory = make_session_factory(engine.execution_options(**{READ_ONLY: True}))
-        self._commits = 0  # commits through this engine, any connection (see fingerprint)
-        event.listen(engine, "commit", self._count_commit)
-
-    def _count_commit(self, _conn: Any) -> None:
-        self._commits += 1
 
     def fingerprint(self, session: Session) -> tuple[Any, ...] | None:
         """A value that differs whenever the committed data this session can read may have changed, from
@@ -259,18 +258,20 @@ class Store:
 
         PostgreSQL: the current snapshot (xmin:xmax:running xids): any transaction that assigns an xid
         (every write) changes it once it commits; reads do not. SQLite: PRAGMA data_version changes when
-        another connection (this process's or another's) committed, but not for the connection's own
-        commits, which this Store's commit counter covers; the connection's serial keeps two connections'
-        values apart."""
+        another connection (this process's or another's) committed a change, but not for the connection's
+        own, which its total_changes (rows it ever changed) covers; the connection's serial keeps two
+        connections' values apart. Empty transactions (the workers' queue polls) change neither, so they
+        do not empty the cache."""
         conn = session.connection()
         dialect = conn.dialect.name
         if dialect == "postgresql":
             return ("pg", conn.exec_driver_sql("SELECT pg_current_snapshot()::text").scalar())
         if dialect == "sqlite":
             serial = conn.connection.info.get(CONNECTION_SERIAL)
-            if serial is None:
+            raw = conn.connection.dbapi_connection
+            if serial is None or raw is None:
                 return None
-            return ("sqlite", self._commits, serial, conn.exec_driver_sql("PRAGMA data_version").scalar())
+            return ("sqlite", serial, raw.total_changes, conn.exec_driver_sql("PRAGMA data_version").scalar())
         return None
 
     @contextlib.contextmanager

@@ -63,3 +63,14 @@ def test_commit_from_another_process_changes_it(store, make, db_url):
     assert _fp(store) != before
     with store.read() as s:
         assert s.get(Instance, uuid).name == "from-elsewhere"
+
+
+def test_a_transaction_that_changes_nothing_keeps_it(store, make):
+    """The service's workers poll the task queue in transactions that usually find nothing: those must not
+    empty the page cache several times a second."""
+    make.instance(make.project())
+    before = _fp(store)
+    for _ in range(3):
+        with store.transaction() as s:
+            s.get(Instance, "no-such")
+    assert _fp(store) == before
