@@ -108,7 +108,7 @@ test-controller: collection openstack-cloud-venv
 lint: collection
 	$(VENV)/bin/ruff check controller plugins tests bench
 	$(VENV)/bin/yamllint -s .
-	$(VENV)/bin/ansible-lint -q playbooks roles
+	ANSIBLE_COLLECTIONS_PATH=$(REPO)/build/collections $(VENV)/bin/ansible-lint -q playbooks roles
 
 bench: collection image
 	$(PY) bench/host_ops.py
