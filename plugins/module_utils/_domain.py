@@ -202,7 +202,7 @@ class DomainManager:
             "domain": self.domain,
             "restart_required": self.restart_required,
             "diff": {"before": self.before, "after": self.after},
-}
+        }
 
     def run(self):
         self.conn = connect(self.p.uri)
@@ -335,7 +335,7 @@ class DomainManager:
             "disks": disks, "nics": self.p.nics,
             "serial_log": os.path.join(d, "console.log") if self.p.serial_log else None,
             "vnc": self.p.vnc, "metadata": metadata,
-}
+        }
         return spec, power_steps("absent", self.p.state), base
 
     @staticmethod

@@ -45,7 +45,7 @@ def host(tmp_path):
 
 @pytest.fixture
 def names():
-    made = [f"kf-batch-{uuid.uuid4().hex[:8]}" for _ in range(4)]
+    made = [f"kf-batch-{uuid.uuid4().hex[:8]}" for _index in range(4)]
     yield made
     conn = libvirt.open(URI)
     for n in made:
