@@ -47,6 +47,15 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def new_token_string() -> str:
+    """32 random bytes, urlsafe base64, never starting with '-': a token is passed as a positional
+    argument (``openstack token revoke <token>``), and argparse takes a leading '-' for an option."""
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
+
+
 def new_audit_id() -> str:
     return secrets.token_urlsafe(16)[:22]  # Keystone's audit ids: 16 random bytes, urlsafe base64
 
@@ -183,7 +192,7 @@ def issue(session: Session, user: User, *, project: Project | None = None, domai
     expires = expires_at or (issued + dt.timedelta(seconds=expiration_seconds()))
     if parent is not None:
         expires = min(expires, parent.expires_at)
-    token = secrets.token_urlsafe(32)
+    token = new_token_string()
     audit_ids = [new_audit_id()] + ([parent.audit_ids[0]] if parent is not None else [])
     id_hash = token_hash(token)
     session.add(Token(id_hash=id_hash, user_id=user.id, project_id=project.id if project else None,

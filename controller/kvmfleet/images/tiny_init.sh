@@ -104,8 +104,11 @@ ip link set lo up
 ip=none
 if [ -e /sys/class/net/eth0 ]; then
     ip link set eth0 up
-    # Bounded: about 4 s without an answer; with a lease udhcpc stays in the background to renew it.
-    udhcpc -i eth0 -n -t 4 -T 1 -s /usr/share/udhcpc/default.script -p /run/udhcpc.eth0.pid >/dev/null 2>&1
+    # Bounded: up to 10 discovers 3 s apart (dnsmasq may first ping a new address for up to 3 s, and
+    # a loaded TCG host answers late); without a lease by then the ready line says ip=none and udhcpc
+    # goes on trying in the background (-b), as it stays there to renew a lease it got.
+    udhcpc -i eth0 -b -t 10 -T 3 -A 3 -s /usr/share/udhcpc/default.script -p /run/udhcpc.eth0.pid \
+        >/dev/null 2>&1
     [ -s /run/ip.eth0 ] && ip=$(cat /run/ip.eth0)
 fi
 
@@ -116,6 +119,7 @@ if [ -n "$user_data" ] && [ "$(head -c 2 "$user_data")" = "#!" ]; then
 fi
 
 say "ready hostname=$hostname ip=$ip instance-id=$instance_id"
+: > /run/ready
 
 # An optional shell on the console (kvmfleet.shell=1 on the kernel command line).
 if grep -qw 'kvmfleet.shell=1' /proc/cmdline; then

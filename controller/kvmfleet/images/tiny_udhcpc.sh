@@ -1,6 +1,7 @@
 #!/bin/sh
 # udhcpc event script of the kvmfleet tiny guest: sets the address and default route on
-# bound/renew and records the address in /run/ip.<interface> for /init's ready line.
+# bound/renew and records the address in /run/ip.<interface> for /init's ready line. A lease bound
+# after the ready line (udhcpc went on in the background) is announced on the console.
 
 case "$1" in
 deconfig)
@@ -23,6 +24,9 @@ bound|renew)
         echo "nameserver $ns" >> /etc/resolv.conf
     done
     echo "$ip" > "/run/ip.$interface"
+    if [ "$1" = bound ] && [ -e /run/ready ]; then
+        echo "kvmfleet-guest: bound interface=$interface ip=$ip" > /dev/console
+    fi
     ;;
 esac
 exit 0

@@ -60,7 +60,7 @@ def test_project_user_role_lifecycle(service):
     assert dup.returncode != 0 and "409" in dup.stderr
 
     password = secrets.token_urlsafe(12)
-    made = service.openstack("user", "create", user, "--project", project, "--password", password, as_json=True)
+    made = service.openstack("user", "create", user, "--project", project, f"--password={password}", as_json=True)
     assert made["name"] == user and made["default_project_id"] == created["id"]
     assert user in {u["Name"] for u in service.openstack("user", "list", as_json=True)}
     assert service.openstack("user", "show", user, as_json=True)["id"] == made["id"]
