@@ -223,7 +223,7 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
     api_settings = ApiSettings(
         bind=bind, public_url=api.get("public_url"), region=api.get("region", ApiSettings.region),
         cert_file=api.get("cert_file"), key_file=api.get("key_file"),
-        token_expiration=_number(api.get("token_expiration", 3600), "api.token_expiration", int, 60),
+        token_expiration=_number(api.get("token_expiration", 3600), "api.token_expiration", int, 10),
         workers=_number(api.get("workers", 4), "api.workers", int, 1),
         task_lease=_number(api.get("task_lease", 30), "api.task_lease", int, 5),
         image_size_cap=_number(api.get("image_size_cap", ApiSettings.image_size_cap), "api.image_size_cap", int, 1),

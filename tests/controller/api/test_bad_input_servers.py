@@ -223,15 +223,15 @@ def test_no_token_and_revoked_token(compute_service: Service, refs: dict[str, st
 
 
 def test_expired_token(tmp_path: Path) -> None:
-    """A second service whose tokens last the minimum (60 s): one issued, used, then refused once expired."""
+    """A second service whose tokens last 15 s (the minimum is 10): one issued, used, then refused once expired."""
     svc = make_service(tmp_path)
-    (svc.state / "kvmfleet.yml").write_text("api:\n  token_expiration: 60\n")
+    (svc.state / "kvmfleet.yml").write_text("api:\n  token_expiration: 15\n")
     svc.start()
     try:
         token = svc.token()
         client = svc.http(token, "2.79")
         assert client.get("/compute/v2.1/servers").status_code == 200
-        time.sleep(62)
+        time.sleep(17)
         before = counts(svc)
         assert_fault(client.get("/compute/v2.1/servers"), 401, "unauthorized")
         assert_fault(client.post("/compute/v2.1/servers", json={"server": {"name": "x", "flavorRef": "1",
