@@ -28,6 +28,9 @@ File: ``$KVMFLEET_CONFIG`` if set, else ``<state dir>/kvmfleet.yml`` if it exist
     compute:
       resize_transfer: direct      # a resize move copies the disks host to host over the hosts' root SSH
                                    # (kvm_host's kvm_host_migration_ssh); `controller`: through the controller
+      live_migration_completion_timeout: 800   # seconds per GiB of memory and disk a live migration copies
+                                               # (at least 2 GiB counted, Nova's option); then it is aborted
+      live_migration_bandwidth: 0              # MiB/s cap on a live migration's stream (0: none)
 
 Environment: KVMFLEET_CONFIG, KVMFLEET_STATE_DIR (the state dir, see kvmfleet.paths),
 KVMFLEET_DATABASE_URL (wins over the file). Unknown keys and wrong types are errors naming the key.
@@ -124,6 +127,8 @@ class Settings:
     quota: QuotaDefaults = field(default_factory=QuotaDefaults)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     resize_transfer: str = "direct"
+    live_migration_completion_timeout: int = 800
+    live_migration_bandwidth: int = 0
     api: ApiSettings = field(default_factory=ApiSettings)
     config_file: Path | None = None
 
@@ -206,7 +211,8 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
     for name, value in raw_mult.items():
         multipliers[str(name)] = _number(value, f"scheduler.multipliers.{name}", float)
 
-    compute = _section(data.get("compute"), "compute", {"resize_transfer"})
+    compute = _section(data.get("compute"), "compute", {"resize_transfer", "live_migration_completion_timeout",
+                                                        "live_migration_bandwidth"})
     transfer = compute.get("resize_transfer", "direct")
     if transfer not in RESIZE_TRANSFERS:
         raise ConfigError(f"compute.resize_transfer: expected one of {', '.join(RESIZE_TRANSFERS)}, got {transfer!r}")
@@ -256,6 +262,10 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
             host_subset_size=_number(sched.get("host_subset_size", 1), "scheduler.host_subset_size", int, 1),
         ),
         resize_transfer=transfer,
+        live_migration_completion_timeout=_number(compute.get("live_migration_completion_timeout", 800),
+                                                  "compute.live_migration_completion_timeout", int, 1),
+        live_migration_bandwidth=_number(compute.get("live_migration_bandwidth", 0),
+                                         "compute.live_migration_bandwidth", int, 0),
         api=api_settings,
         config_file=source,
     )

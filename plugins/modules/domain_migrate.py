@@ -47,8 +47,8 @@ options:
     - libvirt URI of the destination as this host reaches it, C(qemu+ssh://root@HOST/system) (the C(kvmfleet.compute.kvm_host) role's
       migration SSH; host keys are checked) or C(qemu+tls://HOST/system).
     - C(no_tty=1) is added to an ssh URI (no password prompt); C(no_verify) is refused.
+    - Required unless O(abort=true).
     type: str
-    required: true
   migrate_uri:
     description:
     - Where the migration stream (and the disk copy) goes, C(tcp://ADDRESS) with the destination's address on the
@@ -77,6 +77,12 @@ options:
     - Seconds to wait for the migration; then it is aborted and the domain keeps running here.
     type: int
     default: 600
+  abort:
+    description:
+    - Abort the outgoing migration of the domain running on this host, if one is under way, instead of
+      starting one. The domain keeps running here. V(changed=false) when no migration of it is running.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -88,6 +94,12 @@ EXAMPLES = r"""
     timeout: 300
   delegate_to: kvm1
   register: moved
+
+- name: Abort the migration of web1 that another run started
+  kvmfleet.compute.domain_migrate:
+    name: web1
+    abort: true
+  delegate_to: kvm1
 
 - name: Show the downtime
   ansible.builtin.debug:
@@ -195,7 +207,10 @@ class MigrateParams:
         self.uri = params["uri"]
         self.name = validate_name(params["name"], "domain name")
         self.uuid = validate_uuid(params["uuid"]) if params.get("uuid") is not None else None
-        self.dest_uri = _dest_uri(params["dest_uri"])
+        self.abort = params["abort"]
+        if params.get("dest_uri") is None and not self.abort:
+            raise ValidationError("dest_uri is required to migrate (only abort=true needs none)", what="dest_uri")
+        self.dest_uri = _dest_uri(params["dest_uri"]) if params.get("dest_uri") is not None else None
         self.migrate_uri = _migrate_uri(params.get("migrate_uri"))
         self.live = params["live"]
         self.copy_storage = params["copy_storage"]
@@ -231,6 +246,9 @@ class MigrateManager:
         src = dest = None
         try:
             src = connect(self.p.uri)
+            if self.p.abort:
+                self._abort(src)
+                return
             dest = connect(self.p.dest_uri)
             self._run(src, dest)
         finally:
@@ -280,6 +298,32 @@ class MigrateManager:
         self.migration.update(done)
         if self.p.copy_storage != "none":
             self._remove_source_dir(src)
+
+    def _abort(self, src):
+        """Abort the domain's outgoing migration job here, if there is one."""
+        dom = lookup_domain(src, self.p.name)
+        if dom is None:
+            self.domain = {"name": self.p.name, "host": None, "state": "absent"}
+            return
+        self.domain = self._describe(dom, "source")
+        with libvirt_errors(f"read the job of domain {self.p.name}"):
+            raw = dom.jobStats(0)
+        outgoing = getattr(libvirt, "VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT", 6)
+        if not raw.get("type") or raw.get("operation", outgoing) != outgoing:
+            return  # no job, or not a migration out of here: nothing to abort
+        self.migration = _stats(raw)
+        self.changed = True
+        if self.check_mode:
+            return
+        try:
+            with libvirt_errors(f"abort the migration of {self.p.name}"):
+                dom.abortJob()
+        except KvmfleetError:
+            with libvirt_errors(f"read the job of domain {self.p.name}"):
+                if dom.jobStats(0).get("type"):
+                    raise
+            self.changed = False  # it ended just now: nothing was aborted
+        self.domain = self._describe(dom, "source")
 
     def _flags(self):
         flags = (libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
@@ -376,12 +420,13 @@ class MigrateManager:
 ARGUMENT_SPEC = {
     "name": {"type": "str", "required": True},
     "uuid": {"type": "str"},
-    "dest_uri": {"type": "str", "required": True},
+    "dest_uri": {"type": "str"},
     "migrate_uri": {"type": "str"},
     "live": {"type": "bool", "default": True},
     "copy_storage": {"type": "str", "choices": ["inc", "all", "none"], "default": "inc"},
     "bandwidth": {"type": "int"},
     "timeout": {"type": "int", "default": 600},
+    "abort": {"type": "bool", "default": False},
     "uri": {"type": "str", "default": "qemu:///system"},
     "images_dir": {"type": "path", "default": "/var/lib/libvirt/kvmfleet/images"},
     "instances_dir": {"type": "path", "default": "/var/lib/libvirt/kvmfleet/instances"},

@@ -271,6 +271,59 @@ def resize(server: str, flavor: str, project: str = PROJECT_OPTION, fmt: Format 
         _done(server, api.resize(_store(), server, flavor, project), fmt)
 
 
+@app.command("migrate")
+def migrate(server: str, live: bool = typer.Option(False, "--live", help="Live migration: the guest keeps "
+                                                   "running while its memory and disks are copied."),
+            host: str = typer.Option(None, "--host", help="Destination (default: the scheduler's choice; a named "
+                                     "host is checked by the same filters)."),
+            project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Move a server to another host: live (ACTIVE or PAUSED servers), or cold (then confirm-resize or
+    revert-resize, as after a resize)."""
+    from kvmfleet.compute import api
+
+    with errors_as_one_line():
+        if live:
+            _done(server, api.live_migrate(_store(), server, host, project), fmt)
+        else:
+            _done(server, api.migrate(_store(), server, host, project), fmt)
+
+
+MIGRATION_COLUMNS = [("id", "ID"), ("type", "Type"), ("status", "Status"), ("source", "Source"), ("dest", "Dest"),
+                     ("memory_processed", "Memory bytes"), ("disk_processed", "Disk bytes"),
+                     ("downtime_ms", "Downtime ms"), ("created_at", "Created"), ("error", "Error")]
+
+
+@app.command("migrations")
+def migrations_(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """The server's migrations (live, cold, resize, evacuation), newest first."""
+    from kvmfleet.compute import migrations
+    from kvmfleet.compute.common import find_instance
+    from kvmfleet.store import api as store_api
+
+    with errors_as_one_line():
+        with _store().transaction() as session:
+            pid = store_api.get_project(session, project).id if project else None
+            inst = find_instance(session, server, pid)
+            rows = [migrations.as_dict(r) for r in migrations.query(session, instance_uuid=inst.uuid)]
+        emit(rows, fmt, MIGRATION_COLUMNS)
+
+
+@app.command("migration-abort")
+def migration_abort(server: str, migration: int, project: str = PROJECT_OPTION) -> None:
+    """Abort a live migration in progress; the server keeps running on its source."""
+    from kvmfleet.compute import migrations
+    from kvmfleet.compute.common import find_instance
+    from kvmfleet.store import api as store_api
+
+    with errors_as_one_line():
+        store = _store()
+        with store.transaction() as session:
+            pid = store_api.get_project(session, project).id if project else None
+            uuid = find_instance(session, server, pid).uuid
+        migrations.abort(store, uuid, migration).join()
+        console.print(f"migration {migration} of server {server}: abort sent", highlight=False)
+
+
 @app.command("confirm-resize")
 def confirm_resize(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
     """Keep the new flavor (drops the old flavor's hold)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 from kvmfleet.compute.build import build
 from kvmfleet.compute.common import find_instance, hostname_for, image_cache_name, validate_name
 from kvmfleet.compute.create import CreateRequest, create, dry_run
-from kvmfleet.compute.moves import confirm_resize, resize, revert_resize
+from kvmfleet.compute.live_migration import live_migrate
+from kvmfleet.compute.moves import confirm_resize, migrate, resize, revert_resize
 from kvmfleet.compute.power import delete, delete_many, power_action, rebuild, reset_state
 from kvmfleet.compute.views import console_log, list_servers, server_dict, server_events, show_server
 
@@ -27,6 +28,8 @@ __all__ = [
     "hostname_for",
     "image_cache_name",
     "list_servers",
+    "live_migrate",
+    "migrate",
     "power_action",
     "rebuild",
     "reset_state",

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from kvmfleet import executor, quota
-from kvmfleet.compute import actions, placement
+from kvmfleet.compute import actions, migrations, placement
 from kvmfleet.compute.common import (
     Begun,
     begin_in,
@@ -96,14 +96,53 @@ def prepare_resize(session: Any, inst: Instance, flavor_key: str, *, request_id:
            "vm_state": str(inst.vm_state), "source_host": inst.host}
     new_fields = new.as_instance_fields()
     grow = [d for d in _resize_disks(old, new_fields) if "size_gb" in d]
+    migrations.record(session, inst, migrations.RESIZE, "pre-migrating", new_flavor_id=new.id, user_id=user_id)
     # grown_in_place is read only after an in-place resize: a move leaves the source's disks as they were.
     return begin_in(session, inst, "resize", "compute_resize_instance", request_id=request_id, user_id=user_id,
                     extra={"old_flavor": {**old, "grown_in_place": [d["file"] for d in grow]},
                            "new_flavor": new_fields})
 
 
-def run_resize(store: Any, b: Begun) -> str:
-    """The recorded resize: claim (in place or on another host), run the job, VERIFY_RESIZE."""
+def migrate(store: Any, key: str, host: str | None = None, project: str | None = None) -> str:
+    """Cold migration (Nova's migrate): a resize to the same flavor that always moves to another host (the
+    scheduler's choice, or `host`, checked by the same filters), then VERIFY_RESIZE until confirm or revert."""
+    from kvmfleet.compute import tasks
+
+    return tasks.run_inline(store, "migrate", key, project=project, host=host)
+
+
+def prepare_migrate(session: Any, inst: Instance, host: str | None, *, request_id: str | None = None,
+                    user_id: str | None = None) -> Begun:
+    """Inside the caller's transaction: check and record a cold migration (old and new flavor the same)."""
+    from kvmfleet.compute.live_migration import check_target_host
+
+    OPERATIONS["migrate"].check(inst.vm_state, inst.task_state, inst.name)
+    check_target_host(session, inst, host, "migrate")
+    fields = {"flavor_id": inst.flavor_id, "flavor_name": inst.flavor_name, "vcpus": inst.vcpus,
+              "memory_mb": inst.memory_mb, "root_gb": inst.root_gb, "ephemeral_gb": inst.ephemeral_gb,
+              "swap": inst.swap, "flavor_extra_specs": dict(inst.flavor_extra_specs or {})}
+    old = {**fields, "vm_state": str(inst.vm_state), "source_host": inst.host, "grown_in_place": []}
+    migrations.record(session, inst, migrations.COLD, "pre-migrating", dest=host, user_id=user_id)
+    return begin_in(session, inst, "migrate", "conductor_migrate_server", request_id=request_id, user_id=user_id,
+                    extra={"old_flavor": old, "new_flavor": fields})
+
+
+def _move_status(store: Any, uuid: str, status: str, **values: Any) -> None:
+    """Set the status of the instance's resize or cold migration in progress (its migration row)."""
+
+    def write(session: Any) -> None:
+        for row in migrations.in_progress(session, uuid):
+            if row.migration_type in (migrations.RESIZE, migrations.COLD):
+                row.status = status
+                for key, value in values.items():
+                    setattr(row, key, value)
+
+    store.run_in_transaction(write)
+
+
+def run_resize(store: Any, b: Begun, *, migrate: bool = False, requested: str | None = None) -> str:
+    """The recorded resize: claim (in place or on another host), run the job, VERIFY_RESIZE. `migrate`: a
+    cold migration, always to another host (`requested`, when the operator named one)."""
     with store.transaction() as session:
         inst = session.get(Instance, b.uuid)
         old = {k: v for k, v in (inst.old_flavor or {}).items() if k != "grown_in_place"}
@@ -116,21 +155,28 @@ def run_resize(store: Any, b: Begun) -> str:
     try:
         if source is None:
             raise ClaimConflict(f"server {b.name} has no host (it was never built)")
-        try:
-            move_claim(store.session_factory, b.uuid, source, resources)
-            dest = source
-        except InsufficientResources as exc:
-            refused = [f"{source}: {exc.msg}"]
-            alternates = _resize_candidates(store, b, new_fields)
-            dest = _claim_resize_dest(store, b, alternates, resources, refused)
+        if migrate:
+            alternates = _resize_candidates(store, b, new_fields, force_hosts=[requested] if requested else None)
+            dest = _claim_resize_dest(store, b, alternates, resources, [], what="migration")
+        else:
+            try:
+                move_claim(store.session_factory, b.uuid, source, resources)
+                dest = source
+            except InsufficientResources as exc:
+                refused = [f"{source}: {exc.msg}"]
+                alternates = _resize_candidates(store, b, new_fields)
+                dest = _claim_resize_dest(store, b, alternates, resources, refused)
     except (ClaimConflict, NoValidHost) as exc:
-        message = f"resize of server {b.name} to {new_fields['flavor_name']}: {exc.msg}"
+        message = (f"migration of server {b.name} from {source}: {exc.msg}" if migrate
+                   else f"resize of server {b.name} to {new_fields['flavor_name']}: {exc.msg}")
+        _move_status(store, b.uuid, "error")
         finish(store, b, False, {"old_flavor": None, "new_flavor": None}, error=message)
         raise OperationFailed(message) from exc
+    _move_status(store, b.uuid, "migrating", dest_compute=dest, dest_node=dest)
     with store.transaction() as session:
         store_api.save_instance(session, b.uuid, {"task_state": TaskState.RESIZE_MIGRATING},
                                 expected_task_state=TaskState.RESIZE_PREP)
-    b.op = Operation("resize", None, TaskState.RESIZE_MIGRATING, None, None)
+    b.op = Operation(b.op.action, None, TaskState.RESIZE_MIGRATING, None, None)
     start = b.vm_state is VmState.ACTIVE
     if dest == source:
         result = run_on_host(store, b, "instance_resize.yml", {
@@ -140,6 +186,7 @@ def run_resize(store: Any, b: Begun) -> str:
                                              "grow": grow}]}})
         if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
             revert_move(store.session_factory, b.uuid)
+            _move_status(store, b.uuid, "error")
             try:
                 fail_op(store, b, result, "resize")
             finally:
@@ -155,8 +202,10 @@ def run_resize(store: Any, b: Begun) -> str:
                 break
             except _DestinationFailed as exc:
                 failures.append(exc.msg)
-                dest = _claim_resize_dest(store, b, alternates, resources, list(failures), failed=True)
+                dest = _claim_resize_dest(store, b, alternates, resources, list(failures), failed=True,
+                                          what="migration" if migrate else "resize")
     power = PowerState.RUNNING if start else PowerState.SHUTDOWN
+    _move_status(store, b.uuid, "finished")
     finish(store, b, True, {"vm_state": VmState.RESIZED, "power_state": power, **new_fields}, result.id)
     return status_of(store, b.uuid)
 
@@ -165,10 +214,12 @@ class _DestinationFailed(OperationFailed):
     """A resize move failed on its destination, which cleaned up after itself: another may be tried."""
 
 
-def _resize_candidates(store: Any, b: Begun, new_fields: dict[str, Any]) -> list[str]:
+def _resize_candidates(store: Any, b: Begun, new_fields: dict[str, Any],
+                       force_hosts: list[str] | None = None) -> list[str]:
     """The new flavor does not fit on the source: the scheduler's hosts for it, best first (same filters as a
-    build, server group policy honoured, the moving instance not counted as a member, the source left out).
-    NoValidHost when there is none."""
+    build, server group policy honoured, the moving instance not counted as a member, the source left out;
+    only `force_hosts` when given: a host an operator named is checked all the same). Also the destinations
+    of a migration (new_fields: the instance's own flavor). NoValidHost when there is none."""
     scheduler = placement.make_scheduler()
     with store.transaction() as session:
         inst = session.get(Instance, b.uuid)
@@ -180,7 +231,7 @@ def _resize_candidates(store: Any, b: Begun, new_fields: dict[str, Any]) -> list
                   "extra_specs": dict(new_fields.get("flavor_extra_specs") or {})}
         spec = placement.request_spec(session, flavor, image, availability_zone=inst.availability_zone,
                                       project_id=inst.project_id, group=group, exclude_members=[b.uuid],
-                                      ignore_hosts=[b.host] if b.host else [])
+                                      ignore_hosts=[b.host] if b.host else [], force_hosts=force_hosts)
         states = placement.host_states(session)
     if image is None:
         raise NoValidHost("the instance's image was deleted: it cannot be rebuilt on another host")
@@ -189,7 +240,7 @@ def _resize_candidates(store: Any, b: Begun, new_fields: dict[str, Any]) -> list
 
 
 def _claim_resize_dest(store: Any, b: Begun, candidates: list[str], resources: Resources, refused: list[str],
-                       failed: bool = False) -> str:
+                       failed: bool = False, what: str = "resize") -> str:
     """Move-claim on the first candidate that takes it (consumed from `candidates`); NoValidHost naming why
     each host was refused when none does. `failed`: a retry after destinations failed (named in `refused`):
     when no candidate is left the instance is ERROR on its source and OperationFailed is raised."""
@@ -211,11 +262,12 @@ def _claim_resize_dest(store: Any, b: Begun, candidates: list[str], resources: R
         except ClaimConflict as exc:
             refused.append(f"{host}: {exc.msg}")
     if failed:
-        message = f"resize of server {b.name} failed on every destination tried: " + "; ".join(refused)
+        message = f"{what} of server {b.name} failed on every destination tried: " + "; ".join(refused)
+        _move_status(store, b.uuid, "error")
         finish(store, b, False, {"vm_state": VmState.ERROR, "old_flavor": None, "new_flavor": None},
                 error=message)
         raise OperationFailed(message, instance=b.uuid)
-    raise NoValidHost("No valid host was found for the resize: " + "; ".join(refused))
+    raise NoValidHost(f"No valid host was found for the {what}: " + "; ".join(refused))
 
 
 def _migrate(store: Any, b: Begun, source: str, dest: str, new_fields: dict[str, Any],
@@ -260,7 +312,7 @@ def _migrate(store: Any, b: Begun, source: str, dest: str, new_fields: dict[str,
             store_api.save_instance(session, b.uuid, {"task_state": TaskState.RESIZE_FINISH},
                                     expected_task_state=TaskState.RESIZE_MIGRATED)
         b.host = dest
-        b.op = Operation("resize", None, TaskState.RESIZE_FINISH, None, None)
+        b.op = Operation(b.op.action, None, TaskState.RESIZE_FINISH, None, None)
         return result
     where = failed_on or dest
     error = result.error_for(where) or "failed"
@@ -273,6 +325,7 @@ def _migrate(store: Any, b: Begun, source: str, dest: str, new_fields: dict[str,
         actions.finish_event(session, ev.id, False, job_id=result.id, error=message)
     if where == dest and not final:  # an unreachable destination's leftovers are reaped by host refresh
         raise _DestinationFailed(f"{dest}: {error}", instance=b.uuid)
+    _move_status(store, b.uuid, "error")
     finish(store, b, False, {"vm_state": VmState.ERROR, "old_flavor": None, "new_flavor": None}, result.id,
             message)
     raise OperationFailed(message, instance=b.uuid)
@@ -311,6 +364,7 @@ def run_confirm(store: Any, b: Begun) -> str:
         if not result.host(b.host).ok or result.status is not executor.JobStatus.SUCCESSFUL:
             fail_op(store, b, result, "confirm resize (removing the disks kept for a revert)")
     confirm_move_claim(store.session_factory, b.uuid)
+    _move_status(store, b.uuid, "confirmed")
     finish(store, b, True, {"vm_state": back, "old_flavor": None, "new_flavor": None}, job_id)
     return status_of(store, b.uuid)
 
@@ -380,6 +434,7 @@ def _revert(store: Any, b: Begun, dest: str | None, fault: str | None = None) ->
     with contextlib.suppress(ClaimConflict):  # a resize interrupted before its claim holds nothing to revert
         revert_move(store.session_factory, b.uuid)
     power = PowerState.RUNNING if back is VmState.ACTIVE else PowerState.SHUTDOWN
+    _move_status(store, b.uuid, "reverted")
     finish(store, b, fault is None, {"vm_state": back, "power_state": power, "old_flavor": None, "new_flavor": None,
                                      **old}, result.id, error=fault)
     return status_of(store, b.uuid)

@@ -6,7 +6,10 @@ gone. Whoever recovers first takes it over (compare-and-set on owner and lease),
 
 - create: the instance becomes ACTIVE when its host shows its domain running; otherwise ERROR with the
   fault "build interrupted", its claim released, and what any host holds of it removed;
-- resize in progress: rolled back to the source (the destination's copy removed, the old flavor applied
+- live migration in progress: the source's libvirt job is aborted, then the host the domain runs on
+  decides: the destination (the move is recorded as completed) or the source (claims back, the
+  destination's copy removed, the migration failed); running nowhere: ERROR;
+- resize or cold migration in progress: rolled back to the source (the destination's copy removed, the old flavor applied
   and the instance started again as it was; claims back on the source);
 - delete: resumed; start/stop/reboot/pause/..., confirm/revert, rebuild: retried (requeued for the
   service's workers, or run here) — at most MAX_ATTEMPTS times, then ERROR;
@@ -127,13 +130,16 @@ def recover(store: Any, *, owner: str | None = None, inline: bool = True, reap: 
     taken = _take_over(store, owner)
     report.taken = [t.id for t, _ in taken]
     builds = [(t, s) for t, s in taken if t.kind == "create"]
-    resizes = [(t, s) for t, s in taken if t.kind == "resize"]
-    others = [(t, s) for t, s in taken if t.kind not in ("create", "resize")]
+    resizes = [(t, s) for t, s in taken if t.kind in ("resize", "migrate")]
+    lives = [(t, s) for t, s in taken if t.kind == "live-migration"]
+    others = [(t, s) for t, s in taken if t.kind not in ("create", "resize", "migrate", "live-migration")]
     view = _host_view(store) if builds or reap else None
     for task, state in builds:
         _recover_build(store, task, state, owner, view or {}, report)
     for task, state in resizes:
         _recover_resize(store, task, state, owner, report)
+    for task, state in lives:
+        _recover_live(store, task, state, owner, report)
     for task, state in others:
         _retry(store, task, state, owner, inline, report)
     if reap and view is not None:
@@ -288,6 +294,28 @@ def _recover_resize(store: Any, task: tasks.TaskRow, state: str, owner: str, rep
         return
     tasks.finish_task(store, task.id, owner, tasks.FAILED, "resize interrupted: rolled back to the source")
     report.rolled_back.append(task.instance_uuid)
+
+
+def _recover_live(store: Any, task: tasks.TaskRow, state: str, owner: str, report: Report) -> None:
+    """A live migration whose owner died: its libvirt job (which the source's libvirtd drives on its own)
+    is aborted, then where the domain runs decides (kvmfleet.compute.live_migration.recover)."""
+    from kvmfleet.compute import live_migration
+
+    if state != str(TaskState.MIGRATING):
+        tasks.finish_task(store, task.id, owner, tasks.DONE if state == "" else tasks.FAILED,
+                          "live migration interrupted after it was recorded as finished" if state == "" else
+                          "live migration interrupted; the server moved on meanwhile")
+        return
+    b = Begun.from_params(task.instance_uuid, task.params)
+    try:
+        with tasks.keeper.holding(store, [task], owner):
+            where = live_migration.recover(store, b, int(task.params["migration_id"]))
+    except Exception as exc:  # noqa: BLE001 - recorded on the task; the instance keeps its fault
+        tasks.finish_task(store, task.id, owner, tasks.FAILED, f"live migration interrupted; recovery failed: {exc}")
+        report.error.append(task.instance_uuid)
+        return
+    tasks.finish_task(store, task.id, owner, tasks.FAILED, f"live migration interrupted: the server is on {where}")
+    (report.error if where is None else report.rolled_back).append(task.instance_uuid)
 
 
 def _retry(store: Any, task: tasks.TaskRow, state: str, owner: str, inline: bool, report: Report) -> None:

@@ -48,9 +48,11 @@ log = logging.getLogger("kvmfleet.tasks")
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 POWER_OPS = ("start", "stop", "reboot", "reboot_hard", "pause", "unpause", "suspend", "resume")
-OPS = (*POWER_OPS, "resize", "confirmResize", "revertResize", "rebuild", "delete", "reset_state")
+OPS = (*POWER_OPS, "resize", "migrate", "live-migration", "confirmResize", "revertResize", "rebuild", "delete",
+       "reset_state")
 BATCHED = ("create", "delete")  # tasks of these kinds that arrive together run as one executor job
-EVENTS = {"resize": "compute_resize_instance", "confirmResize": "compute_confirm_resize",
+EVENTS = {"resize": "compute_resize_instance", "migrate": "conductor_migrate_server",
+          "live-migration": "conductor_live_migrate_instance", "confirmResize": "compute_confirm_resize",
           "revertResize": "compute_revert_resize", "rebuild": "compute_rebuild_instance",
           "delete": "compute_terminate_instance"}
 DELETE_WAIT_SECONDS = 1800  # a delete waits this long at most for the task it interrupts
@@ -171,6 +173,16 @@ def _record(session: Any, op: str, key: str, *, project_id: str | None, user_id:
     elif op == "resize":
         b = moves.prepare_resize(session, inst, str(params["flavor"]), request_id=request_id, user_id=user_id)
         task_params = b.to_params()
+    elif op == "migrate":
+        b = moves.prepare_migrate(session, inst, params.get("host"), request_id=request_id, user_id=user_id)
+        task_params = {**b.to_params(), "requested_host": params.get("host")}
+    elif op == "live-migration":
+        from kvmfleet.compute import live_migration
+
+        b, migration_id = live_migration.prepare(session, inst, host=params.get("host"),
+                                                 block_migration=params.get("block_migration", "auto"),
+                                                 request_id=request_id, user_id=user_id)
+        task_params = {**b.to_params(), "requested_host": params.get("host"), "migration_id": migration_id}
     elif op == "rebuild":
         image = power.rebuild_image(session, inst, params.get("image"))
         name = params.get("name")
@@ -197,7 +209,8 @@ def submit(store: Any, op: str, key: str, *, project_id: str | None = None, proj
     """Check the instance's state now (InvalidInstanceState when the operation is not allowed) and record
     task_state + action + event + a task row in one committed transaction. Returns the instance uuid.
     `key` is a uuid or a name, looked up within `project_id` (or the project named `project`) when given.
-    params: stop_timeout (stop), flavor (resize), image and name (rebuild), active (reset_state)."""
+    params: stop_timeout (stop), flavor (resize), image and name (rebuild), active (reset_state), host
+    (migrate, live-migration: a destination the scheduler checks), block_migration (live-migration)."""
     return _submit_many(store, op, [key], project_id=project_id, project=project, user_id=user_id,
                         request_id=request_id, owner=owner, params=params)[0][1]
 
@@ -414,6 +427,12 @@ def execute(store: Any, rows: list[TaskRow], progress: Any = None) -> Any:
         return power.run_power(store, b, stop_timeout=int(row.params.get("stop_timeout", 60)))
     if kind == "resize":
         return moves.run_resize(store, b)
+    if kind == "migrate":
+        return moves.run_resize(store, b, migrate=True, requested=row.params.get("requested_host"))
+    if kind == "live-migration":
+        from kvmfleet.compute import live_migration
+
+        return live_migration.run(store, b, int(row.params["migration_id"]), row.params.get("requested_host"))
     if kind == "confirmResize":
         return moves.run_confirm(store, b)
     if kind == "revertResize":

@@ -466,6 +466,43 @@ class InstanceActionEvent(Base):
     action: Mapped[InstanceAction] = relationship(back_populates="events")
 
 
+class Migration(Base):
+    """A move of an instance between hosts (Nova's migrations table, revision 0004): a live migration, a
+    cold migration or resize to another host, an evacuation. ``status`` follows Nova's values per type
+    (live: queued -> preparing -> running -> completed | failed | error | cancelled; cold: pre-migrating ->
+    migrating -> finished -> confirmed | reverted | error; evacuation: accepted -> done | failed).
+    The byte counters are libvirt's job statistics of a live migration, as its job reported them last."""
+
+    __tablename__ = "migrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    instance_uuid: Mapped[str] = mapped_column(ForeignKey("instances.uuid", ondelete="CASCADE"), index=True)
+    migration_type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    source_compute: Mapped[str | None] = mapped_column(String(255), default=None)
+    source_node: Mapped[str | None] = mapped_column(String(255), default=None)
+    dest_compute: Mapped[str | None] = mapped_column(String(255), default=None)
+    dest_node: Mapped[str | None] = mapped_column(String(255), default=None)
+    dest_host: Mapped[str | None] = mapped_column(String(255), default=None)  # the destination's address
+    old_flavor_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    new_flavor_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    project_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    user_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    memory_total: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    memory_processed: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    memory_remaining: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    disk_total: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    disk_processed: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    disk_remaining: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    downtime_ms: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_migrations_status_type", "status", "migration_type"),)
+
+
 INSTANCE_ACTIONS = ("create", "delete", "start", "stop", "reboot", "pause", "unpause", "suspend", "resume",
                     "resize", "confirmResize", "revertResize", "rebuild", "migrate", "live-migration", "evacuate")
 

@@ -21,6 +21,7 @@ MODULES = (
     "server_metadata",
     "server_security_groups",
     "instance_actions",
+    "server_migrations",
     "flavors",
     "keypairs",
     "server_groups",
@@ -30,6 +31,7 @@ MODULES = (
     "hypervisors",
     "services",
     "aggregates",
+    "migrations",
 )
 
 

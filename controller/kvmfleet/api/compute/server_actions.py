@@ -1,5 +1,5 @@
 """Compute API: POST /servers/{id}/action (servers.py actions, pause_server, suspend_server, console_output,
-admin_actions' os-resetState).
+admin_actions' os-resetState, migrate_server's migrate and os-migrateLive).
 
 Each action is validated against its schema, authorised by Nova's rule, and submitted as a persisted task
 (kvmfleet.compute.tasks.submit): 202 (confirmResize: 204) once it is committed. A state the action does
@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse
 
 from kvmfleet.api import policy
 from kvmfleet.api.compute import PREFIX
+from kvmfleet.api.compute.schemas import migrate_server as migrate_schemas
 from kvmfleet.api.compute.schemas import servers as schemas
-from kvmfleet.api.compute.schemas.types import FORMATS, int_param
+from kvmfleet.api.compute.schemas.types import FORMATS, as_bool, int_param
 from kvmfleet.api.compute.servers import find
 from kvmfleet.api.compute.views.servers import ServerView
 from kvmfleet.api.context import RequestContext, context, get_store
@@ -34,6 +35,7 @@ PAUSE = "os_compute_api:os-pause-server:%s"
 SUSPEND = "os_compute_api:os-suspend-server:%s"
 CONSOLE_OUTPUT = "os_compute_api:os-console-output"
 RESET_STATE = "os_compute_api:os-admin-actions:reset_state"
+MIGRATE = "os_compute_api:os-migrate-server:%s"
 policy.register({
     SERVERS % "start": policy.PROJECT_MEMBER_OR_ADMIN, SERVERS % "stop": policy.PROJECT_MEMBER_OR_ADMIN,
     SERVERS % "reboot": policy.PROJECT_MEMBER_OR_ADMIN, SERVERS % "resize": policy.PROJECT_MEMBER_OR_ADMIN,
@@ -43,6 +45,8 @@ policy.register({
     SUSPEND % "suspend": policy.PROJECT_MEMBER_OR_ADMIN, SUSPEND % "resume": policy.PROJECT_MEMBER_OR_ADMIN,
     CONSOLE_OUTPUT: policy.PROJECT_MEMBER_OR_ADMIN,
     RESET_STATE: policy.ADMIN,
+    MIGRATE % "migrate": policy.ADMIN, MIGRATE % "migrate:host": policy.ADMIN,
+    MIGRATE % "migrate_live": policy.ADMIN, MIGRATE % "migrate_live:host": policy.ADMIN,
 })
 
 # body key -> (task operation, policy rule, success status)
@@ -157,7 +161,40 @@ def _resize(request: Request, ctx: RequestContext, server_id: str, body: dict[st
     return Response(status_code=202)
 
 
-@router.post("/servers/{server_id}/action", openapi_extra=openapi_body(schemas.ACTION_DOC))
+def _migrate(request: Request, ctx: RequestContext, server_id: str, body: dict[str, Any]) -> Any:
+    """Cold migration; from 2.56 to a named host (its own rule, as Nova's)."""
+    host = None
+    if ctx.microversion.matches("2.56"):
+        validate(migrate_schemas.MIGRATE_V256, body, FORMATS)
+        host = (body["migrate"] or {}).get("host")
+    rule = MIGRATE % ("migrate:host" if host else "migrate")
+    submit(request, ctx, server_id, "migrate", rule, "migrate", host=host)
+    return Response(status_code=202)
+
+
+def _migrate_live(request: Request, ctx: RequestContext, server_id: str, body: dict[str, Any]) -> Any:
+    """Live migration. ``force`` (2.30 to 2.67) is accepted and ignored: the scheduler always checks the
+    named host, as Nova does from 2.68 (a host it refuses is 400). ``disk_over_commit`` (before 2.25) is
+    ignored too: the destination's disk is checked by the scheduler's allocation ratios."""
+    v = ctx.microversion
+    validate(migrate_schemas.migrate_live_schema(v), body, FORMATS)
+    args = body["os-migrateLive"]
+    host = args["host"] or None
+    if v.matches("2.30", "2.67") and as_bool(args.get("force", False)) and not host:
+        raise BadRequest("Can't force to a non-provided destination")
+    block = args["block_migration"]
+    block_migration = "auto" if v.matches("2.25") and block == "auto" else as_bool(block)
+    rule = MIGRATE % ("migrate_live:host" if host else "migrate_live")
+    submit(request, ctx, server_id, "live-migration", rule, "os-migrateLive", host=host,
+           block_migration=block_migration)
+    return Response(status_code=202)
+
+
+ACTION_DOC = {**schemas.ACTION_DOC, "properties": {**schemas.ACTION_DOC["properties"],
+                                                   **migrate_schemas.DOC_PROPERTIES}}
+
+
+@router.post("/servers/{server_id}/action", openapi_extra=openapi_body(ACTION_DOC))
 def server_action(server_id: str, request: Request, body: Any = BODY, ctx: RequestContext = CTX) -> Any:
     if not isinstance(body, dict) or not body:
         raise BadRequest("Malformed request body")
@@ -183,4 +220,8 @@ def server_action(server_id: str, request: Request, body: Any = BODY, ctx: Reque
         submit(request, ctx, server_id, "reset_state", RESET_STATE, "os-resetState",
                active=body["os-resetState"]["state"] == "active")
         return Response(status_code=202)
+    if name == "migrate":
+        return _migrate(request, ctx, server_id, body)
+    if name == "os-migrateLive":
+        return _migrate_live(request, ctx, server_id, body)
     raise BadRequest(f"There is no such action: {name}")

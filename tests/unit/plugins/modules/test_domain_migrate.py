@@ -20,10 +20,16 @@ from ansible_collections.kvmfleet.compute.plugins.modules import domain_migrate 
 
 def params(**over):
     base = {"uri": "qemu:///system", "name": "web1", "uuid": None, "dest_uri": "qemu+ssh://root@kvm2/system",
-            "migrate_uri": None, "live": True, "copy_storage": "inc", "bandwidth": None, "timeout": 600,
+            "migrate_uri": None, "live": True, "copy_storage": "inc", "bandwidth": None, "timeout": 600, "abort": False,
             "images_dir": "/var/lib/libvirt/kvmfleet/images", "instances_dir": "/var/lib/libvirt/kvmfleet/instances"}
     base.update(over)
     return dm.MigrateParams(base)
+
+
+def test_a_destination_is_required_unless_aborting():
+    with pytest.raises(ValidationError, match="dest_uri is required"):
+        params(dest_uri=None)
+    assert params(dest_uri=None, abort=True).dest_uri is None
 
 
 def test_an_ssh_destination_gets_no_tty_and_keeps_its_query():
