@@ -84,6 +84,24 @@ def check_target_host(session: Any, inst: Instance, host: str | None, what: str)
         raise InvalidRequest(f"cannot {what} server {inst.name} to host {host}: it is already there")
 
 
+def describe_target(store: Any, host: str | None) -> str:
+    """' to host H (disabled: why; down)' for an error about a destination the operator named."""
+    if host is None:
+        return ""
+    with store.transaction() as session:
+        row = session.scalars(select(Host).where(Host.name == host)).first()
+        if row is None:
+            return f" to host {host}"
+        notes = []
+        if not row.enabled:
+            notes.append(f"disabled: {row.disabled_reason}" if row.disabled_reason else "disabled")
+        if row.forced_down:
+            notes.append("forced down")
+        elif str(row.state) != "up":
+            notes.append("down")
+    return f" to host {host}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def prepare(session: Any, inst: Instance, *, host: str | None, block_migration: Any = "auto",
             request_id: str | None = None, user_id: str | None = None) -> tuple[Begun, int]:
     """Inside the caller's transaction: check and record the live migration. Returns (begun, migration id).
@@ -138,7 +156,7 @@ def run(store: Any, b: Begun, migration_id: int, requested: str | None) -> str:
         candidates = _resize_candidates(store, b, fields, force_hosts=[requested] if requested else None)
         dest = _claim_resize_dest(store, b, candidates, resources, [], what="live migration")
     except (ClaimConflict, NoValidHost) as exc:
-        message = f"live migration of server {b.name} from {source}: {exc.msg}"
+        message = f"live migration of server {b.name} from {source}{describe_target(store, requested)}: {exc.msg}"
         _set_status(store, migration_id, "error", error=message[:2000])
         finish(store, b, False, {}, error=message)
         raise OperationFailed(message, instance=b.uuid) from exc
@@ -264,12 +282,13 @@ def _moved(store: Any, b: Begun, migration_id: int, dest: str, stats: dict[str, 
 
 def _cancelled(store: Any, b: Begun, migration_id: int, result: executor.JobResult | None, why: str, *,
                stats: dict[str, Any] | None = None, event_id: int | None = None) -> str:
+    """Record the migration cancelled (the server on its source as before) and raise OperationFailed."""
     message = f"live migration of server {b.name} {why}; it runs on {b.host} as before"
     _set_status(store, migration_id, "cancelled", error=message[:2000], **(stats or {}))
     if event_id is not None:
         _finish_event(store, event_id, False, result.id if result else None, message)
     finish(store, b, False, {}, result.id if result else None, message)
-    return status_of(store, b.uuid)
+    raise OperationFailed(message, instance=b.uuid)
 
 
 # -- recovery -----------------------------------------------------------------------------------------

@@ -167,7 +167,10 @@ def run_resize(store: Any, b: Begun, *, migrate: bool = False, requested: str | 
                 alternates = _resize_candidates(store, b, new_fields)
                 dest = _claim_resize_dest(store, b, alternates, resources, refused)
     except (ClaimConflict, NoValidHost) as exc:
-        message = (f"migration of server {b.name} from {source}: {exc.msg}" if migrate
+        from kvmfleet.compute.live_migration import describe_target
+
+        message = (f"migration of server {b.name} from {source}{describe_target(store, requested)}: {exc.msg}"
+                   if migrate
                    else f"resize of server {b.name} to {new_fields['flavor_name']}: {exc.msg}")
         _move_status(store, b.uuid, "error")
         finish(store, b, False, {"old_flavor": None, "new_flavor": None}, error=message)

@@ -329,6 +329,51 @@ def test_server_resize_revert(member: Service, server: dict, hosts: list[LabHost
             assert domain not in other.domains(), other.name
 
 
+# -- live and cold migration (admin) ---------------------------------------------------------------
+
+
+def test_server_live_migration(compute_service: Service, member: Service, server: dict,
+                               hosts: list[LabHost]) -> None:
+    before = wait_status(member, server["id"], "ACTIVE")
+    source, domain = before["OS-EXT-SRV-ATTR:host"], before["OS-EXT-SRV-ATTR:instance_name"]
+    compute_service.openstack("--os-compute-api-version", "2.79", "server", "migrate", "--live-migration",
+                              "--wait", server["id"], timeout=900)
+    shown = wait_status(member, server["id"], "ACTIVE")
+    dest = shown["OS-EXT-SRV-ATTR:host"]
+    assert dest != source, shown
+    assert domstate(host_of(hosts, dest), domain) == "running"
+    for other in hosts:
+        if other.name != dest:
+            assert domain not in other.domains(), other.name
+    # Only migrations in progress are listed for the server; the admin's list has the completed one.
+    assert osc(compute_service, "--os-compute-api-version", "2.79", "server", "migration", "list",
+               "--server", server["id"]) == []
+    rows = osc(compute_service, "--os-compute-api-version", "2.79", "migration", "list", "--server", server["id"])
+    live = [r for r in rows if r["Type"] == "live-migration"]
+    assert [(r["Source Compute"], r["Dest Compute"], r["Status"]) for r in live] == [(source, dest, "completed")], rows
+    # A member may not migrate (admin only, as Nova's policy).
+    proc = tenant(member, "server", "migrate", "--live-migration", SERVER, as_json=False, check=False)
+    assert proc.returncode != 0 and "403" in proc.stderr + proc.stdout, proc.stderr
+
+
+def test_server_cold_migration_confirm(compute_service: Service, member: Service, server: dict,
+                                       hosts: list[LabHost]) -> None:
+    source = wait_status(member, server["id"], "ACTIVE")["OS-EXT-SRV-ATTR:host"]
+    compute_service.openstack("--os-compute-api-version", "2.79", "server", "migrate", "--wait", server["id"],
+                              timeout=900)
+    shown = wait_status(member, server["id"], "VERIFY_RESIZE")
+    dest = shown["OS-EXT-SRV-ATTR:host"]
+    assert dest != source
+    compute_service.openstack("server", "resize", "confirm", server["id"])
+    shown = wait_status(member, server["id"], "ACTIVE")
+    domain = shown["OS-EXT-SRV-ATTR:instance_name"]
+    assert shown["OS-EXT-SRV-ATTR:host"] == dest and domstate(host_of(hosts, dest), domain) == "running"
+    assert domain not in host_of(hosts, source).domains()
+    rows = osc(compute_service, "--os-compute-api-version", "2.79", "migration", "list", "--server", server["id"],
+               "--type", "migration")
+    assert [r["Status"] for r in rows] == ["confirmed"], rows
+
+
 def test_server_rebuild_with_the_uploaded_image(member: Service, server: dict, uploaded_image: dict) -> None:
     before = wait_ready_line(member, SERVER)
     out = tenant(member, "server", "rebuild", "--image", uploaded_image["id"], "--wait", SERVER, "-f", "json",
