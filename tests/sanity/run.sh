@@ -27,7 +27,7 @@ mkdir -p "$dest"
 rsync -a --delete \
   --exclude .venv --exclude .cache --exclude build --exclude .git --exclude tests/output \
   --exclude '__pycache__' --exclude '*.egg-info' --exclude .pytest_cache --exclude .lab \
-  --exclude .schemathesis --exclude .hypothesis --exclude /contrib \
+  --exclude .schemathesis --exclude .hypothesis --exclude .ruff_cache --exclude /contrib \
   --exclude /controller --exclude /bench --exclude /.ci --exclude /tests/controller --exclude /inventories/lab \
   "$repo/" "$dest/"
 
