@@ -152,7 +152,7 @@ def test_show_server_migration(env: dict[str, Any]) -> None:
         f"Live migration {ids['done']} for server {a} is not in progress."
     assert fault(get(env, f"/servers/{a}/migrations/{ids['cold']}", "2.79"), 404, "itemNotFound") == \
         f"Migration {ids['cold']} for server {a} is not live-migration."
-    for other in (ids["resize"], 999999, "abc"):  # another server's, none, not an id
+    for other in (ids["resize"], 999999, "abc", 10**30):  # another server's, none, not an id, no id at all
         assert fault(get(env, f"/servers/{a}/migrations/{other}", "2.79"), 404, "itemNotFound") == \
             f"In-progress live migration {other} is not found for server {a}."
 
@@ -180,7 +180,8 @@ def test_abort_refusals(env: dict[str, Any]) -> None:
                  409, "conflictingRequest") == f"Cannot 'abort live migration' instance {b} while it is in vm_state active"
     assert fault(call(svc, admin, "DELETE", f"{V}/servers/{a}/migrations/{ids['done']}", "2.79"),
                  404, "itemNotFound") == f"Migration {ids['done']} not found for instance {a}."
-    fault(call(svc, admin, "DELETE", f"{V}/servers/{a}/migrations/999999", "2.79"), 404, "itemNotFound")
+    for other in (999999, 10**30):
+        fault(call(svc, admin, "DELETE", f"{V}/servers/{a}/migrations/{other}", "2.79"), 404, "itemNotFound")
     # before 2.65 a queued live migration cannot be aborted
     message = fault(call(svc, admin, "DELETE", f"{V}/servers/{a}/migrations/{ids['queued']}", "2.64"),
                     400, "badRequest")
@@ -198,6 +199,8 @@ def test_force_complete_is_refused(env: dict[str, Any]) -> None:
     assert fault(call(svc, admin, "POST", f"{V}/servers/{a}/migrations/{ids['done']}/action", "2.79",
                       json={"force_complete": None}), 400, "badRequest") == \
         f"Migration {ids['done']} not found for instance {a}."
+    fault(call(svc, admin, "POST", f"{V}/servers/{a}/migrations/{10**30}/action", "2.79",
+               json={"force_complete": None}), 400, "badRequest")
     fault(call(svc, admin, "POST", f"{V}/servers/{NOWHERE}/migrations/1/action", "2.79",
                json={"force_complete": None}), 404, "itemNotFound")
     proc = svc.openstack("--os-compute-api-version", "2.79", "server", "migration", "force", "complete", a,

@@ -29,6 +29,7 @@ from kvmfleet.api.validation import json_body, openapi_body, validate
 from kvmfleet.compute import migrations
 from kvmfleet.compute.errors import InvalidInstanceState
 from kvmfleet.store.errors import NotFound
+from kvmfleet.store.models import Migration
 
 router = APIRouter(prefix=PREFIX, tags=["server migrations"])
 CTX = Depends(context)  # the dependencies, once (ruff B008)
@@ -38,6 +39,24 @@ RULE = "os_compute_api:servers:migrations:%s"
 policy.register({RULE % "index": policy.ADMIN, RULE % "show": policy.ADMIN, RULE % "delete": policy.ADMIN,
                  RULE % "force_complete": policy.ADMIN})
 NOT_FOUND = "The resource could not be found."
+MAX_ID = 2**31 - 1  # the migrations table's integer id: a larger one would fail in the store, not miss
+
+
+def _too_large(migration_id: str) -> bool:
+    try:
+        return abs(int(migration_id)) > MAX_ID
+    except ValueError:
+        return False  # not an integer: the store's lookup finds nothing
+
+
+def _lookup(session: Any, instance_uuid: str, migration_id: str, live_in_progress: bool) -> Migration | None:
+    """The server's migration (migrations.get_for_instance), None when there is none by that id."""
+    if _too_large(migration_id):
+        return None
+    try:
+        return migrations.get_for_instance(session, instance_uuid, migration_id, live_in_progress=live_in_progress)
+    except NotFound:
+        return None
 
 
 def _since(ctx: RequestContext, version: str) -> None:
@@ -62,11 +81,9 @@ def show(server_id: str, migration_id: str, request: Request, ctx: RequestContex
     with get_store(request).read() as session:
         inst = find(session, ctx, server_id)
         ctx.authorize(RULE % "show")
-        try:
-            row = migrations.get_for_instance(session, inst.uuid, migration_id, live_in_progress=False)
-        except NotFound:
-            raise NotFoundError(f"In-progress live migration {migration_id} is not found for server "
-                                f"{server_id}.") from None
+        row = _lookup(session, inst.uuid, migration_id, live_in_progress=False)
+        if row is None:
+            raise NotFoundError(f"In-progress live migration {migration_id} is not found for server {server_id}.")
         if row.migration_type != migrations.LIVE:
             raise NotFoundError(f"Migration {migration_id} for server {server_id} is not live-migration.")
         if not views.in_progress(row):
@@ -82,6 +99,8 @@ def delete(server_id: str, migration_id: str, request: Request, ctx: RequestCont
     with store.read() as session:
         inst = find(session, ctx, server_id)
         ctx.authorize(RULE % "delete")
+    if _too_large(migration_id):
+        raise NotFoundError(f"Migration {migration_id} not found for instance {server_id}.")
     try:
         migrations.abort(store, inst.uuid, migration_id, allow_queued=ctx.microversion.matches("2.65"))
     except InvalidInstanceState as exc:
@@ -106,10 +125,8 @@ def action(server_id: str, migration_id: str, request: Request, body: Any = BODY
     with get_store(request).read() as session:
         inst = find(session, ctx, server_id)
         ctx.authorize(RULE % "force_complete")
-        try:
-            migrations.get_for_instance(session, inst.uuid, migration_id)
-        except NotFound:
-            raise BadRequest(f"Migration {migration_id} not found for instance {server_id}.") from None
+        if _lookup(session, inst.uuid, migration_id, live_in_progress=True) is None:
+            raise BadRequest(f"Migration {migration_id} not found for instance {server_id}.")
     raise BadRequest(f"Force-completing a live migration is not supported by kvmfleet (it migrates pre-copy only, "
                      f"never pausing the guest or switching to post-copy): migration {migration_id} goes on; "
                      f"abort it with DELETE /servers/{server_id}/migrations/{migration_id}.")
