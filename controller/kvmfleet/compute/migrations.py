@@ -59,8 +59,12 @@ def update(store: Any, migration_id: int, **values: Any) -> None:
     store.run_in_transaction(write)
 
 
+MAX_ID = 2 ** 31 - 1  # the id column is a 32-bit integer
+
+
 def get(session: Any, migration_id: int) -> Migration:
-    row = session.get(Migration, int(migration_id))
+    mid = int(migration_id)
+    row = session.get(Migration, mid) if 0 <= mid <= MAX_ID else None
     if row is None:
         raise NotFound(f"migration {migration_id} not found", migration=migration_id)
     return row
@@ -82,7 +86,7 @@ def get_for_instance(session: Any, instance_uuid: str, migration_id: int | str, 
         mid = int(migration_id)
     except (TypeError, ValueError):
         mid = -1
-    row = session.get(Migration, mid) if mid >= 0 else None
+    row = session.get(Migration, mid) if 0 <= mid <= MAX_ID else None
     if row is None or row.instance_uuid != instance_uuid or (
             live_in_progress and (row.migration_type != LIVE or row.status in FINISHED)):
         raise NotFound(f"Instance {instance_uuid} is not migrating (migration {migration_id})",
