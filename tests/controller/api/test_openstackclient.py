@@ -368,7 +368,7 @@ def test_server_cold_migration_confirm(compute_service: Service, member: Service
     assert shown["OS-EXT-SRV-ATTR:host"] == dest and domstate(host_of(hosts, dest), domain) == "running"
     assert domain not in host_of(hosts, source).domains()
     rows = osc(compute_service, "--os-compute-api-version", "2.79", "server", "migration", "list", "--server",
-               server["id"], "--type", "migration")
+               server["id"], "--type", "cold-migration")
     assert [r["Status"] for r in rows] == ["confirmed"], rows
 
 
