@@ -249,7 +249,7 @@ def test_check_and_pid_file(svc: Service, tmp_path: Path) -> None:
     if svc.proc is None:
         svc.start()
     ok = svc.cli("serve", "--check")
-    assert ok.stdout.startswith("ok: ") and "at 0003" in ok.stdout
+    assert ok.stdout.startswith("ok: ") and "at 0004" in ok.stdout
     second = svc.cli("serve", "--bind", "127.0.0.1:1", check=False)
     assert second.returncode != 0
     assert f"already running for {svc.state} (pid {svc.proc.pid}" in " ".join(second.stderr.split())
