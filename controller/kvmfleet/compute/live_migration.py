@@ -173,7 +173,7 @@ def run(store: Any, b: Begun, migration_id: int, requested: str | None) -> str:
     with store.transaction() as session:
         ev = actions.start_event(session, b.action_id, "compute_live_migration", host=source)
     if where == dest:
-        _moved(store, b, migration_id, dest, stats, result, ev.id)
+        _moved(store, b, migration_id, dest, stats, result.id, ev.id)
         return status_of(store, b.uuid)
     error = result.error_for(source) if not result.host(source).ok else result.error_for(dest)
     error = error or "failed"
@@ -266,7 +266,7 @@ def _finish_event(store: Any, event_id: int, ok: bool, job_id: str | None, error
     store.run_in_transaction(lambda session: actions.finish_event(session, event_id, ok, job_id=job_id, error=error))
 
 
-def _moved(store: Any, b: Begun, migration_id: int, dest: str, stats: dict[str, Any], result: executor.JobResult,
+def _moved(store: Any, b: Begun, migration_id: int, dest: str, stats: dict[str, Any], job_id: str | None,
            event_id: int) -> None:
     def record(session: Any) -> None:
         store_api.save_instance(session, b.uuid, {"host": dest, "node": dest},
@@ -275,9 +275,9 @@ def _moved(store: Any, b: Begun, migration_id: int, dest: str, stats: dict[str, 
     store.run_in_transaction(record)
     confirm_move(store.session_factory, b.uuid)
     _set_status(store, migration_id, "completed", **stats)
-    _finish_event(store, event_id, True, result.id, None)
+    _finish_event(store, event_id, True, job_id, None)
     b.host = dest
-    finish(store, b, True, {}, result.id)
+    finish(store, b, True, {}, job_id)
 
 
 def _cancelled(store: Any, b: Begun, migration_id: int, result: executor.JobResult | None, why: str, *,
@@ -316,7 +316,7 @@ def recover(store: Any, b: Begun, migration_id: int) -> str | None:
     _abort_once(store, b.uuid, source)
     where = where_running(store, b.uuid, [source, dest], prefer=source)
     if where == dest:
-        _moved(store, b, migration_id, dest, {}, _NO_JOB, ev.id)
+        _moved(store, b, migration_id, dest, {}, None, ev.id)
         return dest
     with contextlib.suppress(ClaimConflict):
         revert_move(store.session_factory, b.uuid)
@@ -332,13 +332,6 @@ def recover(store: Any, b: Begun, migration_id: int) -> str | None:
     _finish_event(store, ev.id, False, None, message)
     finish(store, b, False, {}, error=message)
     return source
-
-
-class _NoJob:
-    id = None
-
-
-_NO_JOB: Any = _NoJob()
 
 
 def _remove_copy(store: Any, uuid: str, host: str) -> None:
