@@ -5,7 +5,7 @@ inventory and extravars as data (extravars through a 0600 file deleted after the
 command line), records the events ordered by `counter`, folds them into one result per host,
 maps runner's status to ours, honours cancellation and keeps only the last N job dirs. ansible-playbook
 runs under kvmfleet.ansible_guard, so a killed controller (kill -9 included) leaves no playbook running.
-Extravars are written as YAML with every string tagged !unsafe: tenant text is never templated.
+Extravars are written as YAML tagged !unsafe (see unsafe_yaml): tenant text is never templated.
 
 Secrets: values of the extravars named in `Job.secret_vars` are scrubbed from every event, from the
 stdout file and from the result before anything is written or returned; modules' no_log options are
@@ -288,30 +288,68 @@ def _secret_values(extravars: Mapping[str, Any], names: Iterable[str]) -> list[s
     return found
 
 
-class _Unsafe(str):
-    """A string Ansible must never template (YAML tag !unsafe)."""
+class _UnsafeRoot(dict):
+    """The extravars mapping, emitted with the YAML tag !unsafe (ansible-core 2.19 and later)."""
 
 
-def _tag_unsafe(value: Any) -> Any:
+class _UnsafeStr(str):
+    """A string emitted with the YAML tag !unsafe (ansible-core before 2.19)."""
+
+
+def _tag_strings(value: Any) -> Any:
     if isinstance(value, str):
-        return _Unsafe(value)
+        return _UnsafeStr(value)
     if isinstance(value, Mapping):
-        return {str(k): _tag_unsafe(v) for k, v in value.items()}
+        return {str(k): _tag_strings(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_tag_unsafe(v) for v in value]
+        return [_tag_strings(v) for v in value]
     return value
 
 
-def unsafe_yaml(extravars: Mapping[str, Any]) -> str:
-    """The extravars as YAML with every string value tagged !unsafe: tenant text (a server's display name,
-    its user data) reaches the playbooks as data and is never rendered as a Jinja template on the controller."""
+def _root_tag_works() -> bool:
+    """Whether this interpreter's ansible-core (the one ansible-playbook runs under) marks every value under
+    a mapping tagged !unsafe as unsafe: 2.19 and later do; before 2.19 the nested mappings come out empty."""
+    try:
+        from ansible.release import __version__
+    except ImportError:  # pragma: no cover - ansible-core is a dependency
+        return True
+    major_minor = tuple(int(p) for p in __version__.split(".")[:2] if p.isdigit())
+    return major_minor >= (2, 19)
+
+
+def unsafe_yaml(extravars: Mapping[str, Any], root_tag: bool | None = None) -> str:
+    """The extravars as YAML that Ansible loads as unsafe: tenant text (a server's display name, its user
+    data) reaches the playbooks as data and is never rendered as a Jinja template on the controller.
+
+    ansible-core 2.19 re-resolves the tag of a scalar tagged !unsafe as if it were plain, so
+    `!unsafe "52:54:00:24:02:53"` became the integer 41135126573 (a YAML 1.1 base-60 number) and
+    `!unsafe "yes"` became True. There the tag goes on the root mapping: every string under it is untrusted
+    and a double-quoted string stays a string. Older releases construct only a scalar tagged !unsafe
+    correctly, so there each string carries the tag."""
     import yaml
 
     class Dumper(yaml.SafeDumper):
         pass
 
-    Dumper.add_representer(_Unsafe, lambda dumper, data: dumper.represent_scalar("!unsafe", str(data), style='"'))
-    return yaml.dump(_tag_unsafe(dict(extravars)), Dumper=Dumper, allow_unicode=True, sort_keys=False,
+    def root(dumper: Any, data: dict[str, Any]) -> Any:
+        return dumper.represent_mapping("!unsafe", dict(data))
+
+    def string(dumper: Any, data: str) -> Any:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", str(data), style='"')
+
+    def unsafe_string(dumper: Any, data: str) -> Any:
+        return dumper.represent_scalar("!unsafe", str(data), style='"')
+
+    Dumper.add_representer(str, string)
+    Dumper.add_representer(_UnsafeRoot, root)
+    Dumper.add_representer(_UnsafeStr, unsafe_string)
+    if root_tag is None:
+        root_tag = _root_tag_works()
+    if root_tag:
+        data: Any = _UnsafeRoot({str(k): v for k, v in extravars.items()})
+    else:
+        data = _tag_strings(dict(extravars))
+    return yaml.dump(data, Dumper=Dumper, allow_unicode=True, sort_keys=False,
                      default_flow_style=False, width=1 << 30)
 
 

@@ -147,3 +147,43 @@ def test_a_failed_command_names_its_stderr(lab_hosts, tmp_path):
     result = executor.run(Job(playbook=_playbook(tmp_path, "fail.yml", tasks), inventory=executor.build_inventory(lab_hosts[:1])))
     error = result.error_for(lab_hosts[0].name)
     assert error == "Fail with a reason: non-zero return code (rc 3): first line the reason", error
+
+
+TENANT_TEXT = {
+    "mac": "52:54:00:24:02:53",  # a YAML 1.1 base-60 integer when read as a plain scalar
+    "name": "yes", "blank": "null", "hex": "0x10", "octal": "0755", "template": "{{ 6 * 7 }}",
+}
+
+
+def test_extravars_reach_the_playbook_as_the_strings_sent(lab_hosts, tmp_path):
+    """Tenant text goes through the extravars file unchanged: not retyped (ansible-core 2.19 read
+    `!unsafe "52:54:00:24:02:53"` as the integer 41135126573, which broke a cold migration), and never
+    rendered as a template. Nested values too, since the playbooks take the instance as one mapping."""
+    extravars = {**TENANT_TEXT, "nested": {"nics": [{"mac": TENANT_TEXT["mac"]}], "deep": dict(TENANT_TEXT)},
+                 "count": 3, "flag": True}
+    tasks = ("    - name: Report\n"
+             "      ansible.builtin.set_fact:\n"
+             "        seen: {types: \"{{ [mac, name, blank, hex, octal, template, count, flag] | map('type_debug') | list }}\",\n"
+             "               values: [\"{{ mac }}\", \"{{ template }}\", \"{{ nested.nics[0].mac }}\", \"{{ nested.deep.name }}\"],\n"
+             "               nested: \"{{ nested.deep.mac | type_debug }}\"}\n")
+    result = executor.run(Job(playbook=_playbook(tmp_path, "types.yml", tasks), inventory=executor.build_inventory(lab_hosts[:1]),
+                              extravars=extravars))
+    assert result.ok, result.stdout_tail
+    seen = result.host(lab_hosts[0].name).result_of("ansible.builtin.set_fact")["ansible_facts"]["seen"]
+    assert [t.replace("AnsibleUnsafeText", "str") for t in seen["types"]] == ["str"] * 6 + ["int", "bool"], seen
+    assert seen["values"] == [TENANT_TEXT["mac"], "{{ 6 * 7 }}", TENANT_TEXT["mac"], "yes"], seen
+    assert seen["nested"] in ("str", "AnsibleUnsafeText"), seen
+
+
+@pytest.mark.parametrize("root_tag", [True, False])
+def test_unsafe_yaml_keeps_strings_quoted(root_tag):
+    """Both forms (root mapping tagged for ansible-core 2.19+, each string tagged before it) quote every
+    string, so no YAML loader retypes one."""
+    import yaml
+
+    text = executor.unsafe_yaml({"nested": dict(TENANT_TEXT), **TENANT_TEXT}, root_tag=root_tag)
+    loader = type("L", (yaml.SafeLoader,), {})
+    loader.add_constructor("!unsafe", lambda ld, node: (ld.construct_mapping(node, deep=True)
+                                                        if isinstance(node, yaml.MappingNode) else ld.construct_scalar(node)))
+    assert yaml.load(text, Loader=loader) == {"nested": TENANT_TEXT, **TENANT_TEXT}
+    assert text.startswith("!unsafe") is root_tag
