@@ -19,6 +19,14 @@ APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
 # Lab used by `make demo`; `make test` uses its own lab so the two never collide.
 DEMO_LAB   ?= lab
 TEST_LAB   ?= ci$(shell echo -n "$(REPO)" | md5sum | cut -c1-4)
+# The lab tests run in two pytest-xdist workers, each on a lab of its own (tests/conftest.py maps worker
+# gwN to the N-th lab of KVMFLEET_LABS); whole files stay on one worker (--dist loadfile).
+TEST_LABS  ?= $(TEST_LAB) $(TEST_LAB)b
+LAB_WORKERS = -n $(words $(TEST_LABS)) --dist loadfile
+empty :=
+space := $(empty) $(empty)
+comma := ,
+LAB_ENV     = KVMFLEET_LAB=$(firstword $(TEST_LABS)) KVMFLEET_LABS=$(subst $(space),$(comma),$(strip $(TEST_LABS)))
 
 .PHONY: help deps venv collection image demo demo-down test test-unit test-sanity \
         test-integration test-controller lab-up lab-down postgres lint bench clean openstack-cloud-venv
@@ -67,9 +75,9 @@ postgres: deps
 
 test: collection image postgres
 	$(MAKE) --no-print-directory lint test-unit test-sanity
-	$(KVMFLEET) lab up --name $(TEST_LAB) --hosts 3
+	for lab in $(TEST_LABS); do $(KVMFLEET) lab up --name $$lab --hosts 3 || exit 1; done
 	status=0; $(MAKE) --no-print-directory test-integration test-controller || status=$$?; \
-	$(KVMFLEET) lab down --name $(TEST_LAB) || true; exit $$status
+	for lab in $(TEST_LABS); do $(KVMFLEET) lab down --name $$lab || true; done; exit $$status
 
 test-unit: collection
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
@@ -87,7 +95,7 @@ $(STAMPS)/ansible-oldest-$(ANSIBLE_OLDEST): $(STAMPS)/apt | $(STAMPS)
 	touch $@
 
 test-integration: collection ansible-oldest
-	KVMFLEET_LAB=$(TEST_LAB) $(PY) -m pytest -q -p no:cacheprovider --durations=15 tests/integration
+	$(LAB_ENV) $(PY) -m pytest -q -p no:cacheprovider $(LAB_WORKERS) --durations=15 tests/integration
 
 # openstack.cloud 2.5.0 (the collection in ansible 12.3, for ansible-core 2.19) reads openstack.version, which
 # openstacksdk removed in 4.15: the collection's modules run on an interpreter with the SDK it supports
@@ -102,7 +110,7 @@ $(STAMPS)/openstack-cloud-venv-$(OPENSTACK_CLOUD_SDK): $(STAMPS)/apt | $(STAMPS)
 	touch $@
 
 test-controller: collection openstack-cloud-venv
-	KVMFLEET_LAB=$(TEST_LAB) $(PY) -m pytest -q -p no:cacheprovider --durations=40 tests/controller
+	$(LAB_ENV) $(PY) -m pytest -q -p no:cacheprovider $(LAB_WORKERS) --durations=40 tests/controller
 
 # ruff (config in pyproject.toml), yamllint (.yamllint), ansible-lint (.ansible-lint) on the playbooks and roles.
 lint: collection
