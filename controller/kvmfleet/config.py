@@ -31,6 +31,8 @@ File: ``$KVMFLEET_CONFIG`` if set, else ``<state dir>/kvmfleet.yml`` if it exist
       live_migration_completion_timeout: 800   # seconds per GiB of memory and disk a live migration copies
                                                # (at least 2 GiB counted, Nova's option); then it is aborted
       live_migration_bandwidth: 0              # MiB/s cap on a live migration's stream (0: none)
+      heartbeat_interval: 10       # seconds between the host refreshes `kvmfleet serve` runs (0: none)
+      service_down_time: 30        # seconds without an answer before a host is down (>= 2.5 x the interval)
 
 Environment: KVMFLEET_CONFIG, KVMFLEET_STATE_DIR (the state dir, see kvmfleet.paths),
 KVMFLEET_DATABASE_URL (wins over the file). Unknown keys and wrong types are errors naming the key.
@@ -129,6 +131,8 @@ class Settings:
     resize_transfer: str = "direct"
     live_migration_completion_timeout: int = 800
     live_migration_bandwidth: int = 0
+    heartbeat_interval: float = 10.0
+    service_down_time: float = 30.0
     api: ApiSettings = field(default_factory=ApiSettings)
     config_file: Path | None = None
 
@@ -212,7 +216,13 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
         multipliers[str(name)] = _number(value, f"scheduler.multipliers.{name}", float)
 
     compute = _section(data.get("compute"), "compute", {"resize_transfer", "live_migration_completion_timeout",
-                                                        "live_migration_bandwidth"})
+                                                        "live_migration_bandwidth", "heartbeat_interval",
+                                                        "service_down_time"})
+    heartbeat = _number(compute.get("heartbeat_interval", 10), "compute.heartbeat_interval", float, 0)
+    down_time = _number(compute.get("service_down_time", 30), "compute.service_down_time", float, 1)
+    if heartbeat and down_time < 2.5 * heartbeat:
+        raise ConfigError(f"compute.service_down_time: must be at least 2.5 x compute.heartbeat_interval "
+                          f"({2.5 * heartbeat:g}), got {down_time:g}")
     transfer = compute.get("resize_transfer", "direct")
     if transfer not in RESIZE_TRANSFERS:
         raise ConfigError(f"compute.resize_transfer: expected one of {', '.join(RESIZE_TRANSFERS)}, got {transfer!r}")
@@ -266,6 +276,8 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
                                                   "compute.live_migration_completion_timeout", int, 1),
         live_migration_bandwidth=_number(compute.get("live_migration_bandwidth", 0),
                                          "compute.live_migration_bandwidth", int, 0),
+        heartbeat_interval=heartbeat,
+        service_down_time=down_time,
         api=api_settings,
         config_file=source,
     )

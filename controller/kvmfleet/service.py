@@ -156,10 +156,17 @@ def run(bind: str | None = None, cert: str | None = None, key: str | None = None
     pid = pid_file()
     pid.write_text(f"{os.getpid()}\n")
     os.chmod(pid, 0o600)
+    from kvmfleet.compute import heartbeat
+
+    beats = heartbeat.register(settings)
     periodic = [Periodic(name, interval, fn) for name, (interval, fn) in periodic_jobs().items()]
     pool = WorkerPool(store, workers or settings.api.workers, periodic)
     log.info("kvmfleet serve %s:%d (pid %d, %d workers, store %s)", host, port, os.getpid(), pool.workers,
              store.url)
+    if beats:
+        log.info("heartbeats every %g s; a host silent for %g s is down", beats.interval, beats.down_after)
+    else:
+        log.info("heartbeats off (compute.heartbeat_interval 0): hosts change state only by `host refresh`")
     stop_signals: list[int] = []
     # uvicorn re-raises the signal that stopped it once it has stopped: with these handlers that only
     # records it, and the shutdown below (tasks finished or handed back, pid file removed) still runs.

@@ -59,7 +59,8 @@ class WorkerPool:
     def start(self, recover_first: bool = True) -> None:
         """Start in the background (the API answers meanwhile): first a recovery pass, then the workers."""
         self._spawn("kvmfleet-recovery", self._recovery_loop, recover_first)
-        self._spawn("kvmfleet-periodic", self._periodic_loop)
+        for job in self.periodic:
+            self._spawn(f"kvmfleet-periodic-{job.name}", self._periodic_loop, job)
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -176,17 +177,15 @@ class WorkerPool:
             except Exception:  # next round
                 log.warning("recovery pass failed; next in %.0f s", RECOVERY_INTERVAL, exc_info=True)
 
-    def _periodic_loop(self) -> None:
-        now = time.monotonic()
-        for job in self.periodic:
-            job.next_at = now + job.interval
-        while not self._stop.wait(1.0):
-            now = time.monotonic()
-            for job in self.periodic:
-                if now < job.next_at:
-                    continue
-                job.next_at = now + job.interval
-                try:
-                    job.fn(self.store)
-                except Exception:  # a periodic job's failure must not stop the others
-                    log.warning("periodic job %s failed", job.name, exc_info=True)
+    def _periodic_loop(self, job: Periodic) -> None:
+        """One thread per periodic job, so a slow one (a heartbeat waiting on a host that does not answer)
+        never delays the others."""
+        job.next_at = time.monotonic() + job.interval
+        while not self._stop.wait(max(0.0, min(1.0, job.next_at - time.monotonic()))):
+            if time.monotonic() < job.next_at:
+                continue
+            job.next_at = time.monotonic() + job.interval
+            try:
+                job.fn(self.store)
+            except Exception:  # a periodic job's failure must not stop it for good
+                log.warning("periodic job %s failed", job.name, exc_info=True)

@@ -22,7 +22,8 @@ from kvmfleet.cli.host import FORMAT_OPTION, Format, console, emit, err_console,
 app = typer.Typer(no_args_is_help=True)
 
 SERVER_COLUMNS = [("id", "ID"), ("name", "Name"), ("status", "Status"), ("task_state", "Task"),
-                  ("power_state", "Power"), ("host", "Host"), ("flavor", "Flavor"), ("image", "Image")]
+                  ("power_state", "Power"), ("host", "Host"), ("host_status", "Host status"), ("flavor", "Flavor"),
+                  ("image", "Image")]
 PROJECT_OPTION = typer.Option(None, "--project", envvar="KVMFLEET_PROJECT",
                               help="Project name or id (default: any; on create the project named default).")
 

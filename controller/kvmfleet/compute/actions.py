@@ -71,7 +71,7 @@ def events_for(session: Session, instance_uuid: str) -> list[dict[str, Any]]:
     for action in session.scalars(select(InstanceAction).where(InstanceAction.instance_uuid == instance_uuid)
                                   .order_by(InstanceAction.id)).all():
         out.append({
-            "action": action.action, "request_id": action.request_id,
+            "action": action.action, "request_id": action.request_id, "user_id": action.user_id,
             "start_time": action.start_time.isoformat() if action.start_time else None,
             "finish_time": action.finish_time.isoformat() if action.finish_time else None,
             "message": action.message,

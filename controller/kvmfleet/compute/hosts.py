@@ -2,8 +2,11 @@
 
 A refresh is ONE executor job: kvmfleet.compute.host_facts on every host in parallel. Each answering
 host gets its capacity, heartbeat and state UP; an unreachable host is marked DOWN without failing the
-others; each instance's power_state is reconciled with what its host reports (principle 1: the host is
-the truth for what exists).
+others (the heartbeats of `kvmfleet serve` leave that to kvmfleet.compute.heartbeat, which waits for
+service_down_time); each instance's power_state is reconciled with what its host reports (principle 1:
+the host is the truth for what exists), by Nova's power-state sync rules: a guest that shut itself down
+makes its ACTIVE server SHUTOFF (a `stop` action by the system), a guest running for a SHUTOFF server is
+stopped, a server with a task in progress is left to that task.
 
 Connection vars (ssh key path, known_hosts args, user, interpreter...) are kept in the host's
 ``connection`` column (store revision 0002), so controllers sharing a database share them; the
@@ -223,11 +226,14 @@ class RefreshReport:
     missing: list[dict[str, Any]] = field(default_factory=list)   # store instances not found on their host
     reaped: dict[str, list[str]] = field(default_factory=dict)  # host -> orphan domains removed
     recovered: dict[str, Any] = field(default_factory=dict)  # what recovery did (kvmfleet.compute.recovery)
+    to_stop: list[dict[str, Any]] = field(default_factory=list)  # SHUTOFF servers found running on their host
+    stopped: list[dict[str, Any]] = field(default_factory=list)  # ... and stopped again (or why not)
+    asked_at: dt.datetime | None = None  # when the hosts were asked: later store changes are not judged
 
     def as_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "up": self.up, "down": self.down, "power_changes": self.power_changes,
                 "unknown_domains": self.unknown_domains, "missing": self.missing, "reaped": self.reaped,
-                "recovered": self.recovered}
+                "recovered": self.recovered, "stopped": self.stopped}
 
 
 def _power(value: Any) -> PowerState:
@@ -238,10 +244,15 @@ def _power(value: Any) -> PowerState:
         return PowerState.from_libvirt(text.lower())
 
 
-def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300, recover: bool = True) -> RefreshReport:
+def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300, recover: bool = True,
+            mark_down: bool = True, facts_timeout: int = 0, stop_running: bool = True) -> RefreshReport:
     """Gather host_facts from the hosts (all, or `names`) in one job and record what they report; then
     (`recover`) finish or roll back the tasks a dead owner left (kvmfleet.compute.recovery), so a server a
-    killed command left in BUILD is ACTIVE or ERROR as its host shows it."""
+    killed command left in BUILD is ACTIVE or ERROR as its host shows it. A host that does not answer is
+    marked DOWN at once unless `mark_down` is false (the heartbeats: down only after service_down_time);
+    `facts_timeout` bounds each host's answer (0: only the job's `timeout`). The guests of SHUTOFF servers
+    found running are stopped (stop_running_guests) unless `stop_running` is false; the report's to_stop
+    names them either way."""
     with store.transaction() as session:
         query = select(Host).order_by(Host.name)
         wanted = list(names or [])
@@ -254,24 +265,27 @@ def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300, 
         if not hosts:
             raise NotFound("no hosts: add some with `kvmfleet host add` or `kvmfleet host import`")
         inv = inventory(hosts)
+    asked_at = utcnow()
     result = executor.run(executor.Job(playbook="host_refresh.yml", inventory=inv,
+                                       extravars={"kvmfleet_facts_timeout": int(facts_timeout)},
                                        forks=min(50, max(5, len(hosts))), timeout=timeout))
     now = utcnow()
     names = [h.name for h in hosts]
 
     def record(session: Session) -> RefreshReport:
-        report = RefreshReport(job_id=result.id)  # built afresh if the store makes us run this again
+        report = RefreshReport(job_id=result.id, asked_at=asked_at)  # afresh if the store runs this again
         for host in session.scalars(select(Host).where(Host.name.in_(names))).all():
             hr = result.host(host.name)
             res = hr.result_of("host_facts")
             facts = (res or {}).get("host_facts") if hr.ok else None
             if not facts:
-                host.state = HostState.DOWN
+                if mark_down:
+                    host.state = HostState.DOWN
                 report.down[host.name] = result.error_for(host.name) or "no host_facts result"
                 continue
             _apply_facts(host, facts, now)
             report.up.append(host.name)
-            _reconcile_instances(session, host, facts, report)
+            _reconcile_instances(session, host, facts, report, asked_at)
         return report
 
     report = store.run_in_transaction(record)
@@ -281,13 +295,17 @@ def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300, 
         found = recovery.recover(store, inline=True, reap=False)
         report.recovered = found.as_dict() if found else {}
     _reap_orphans(store, report)
+    if stop_running:
+        stop_running_guests(store, report)
     return report
 
 
-def _reapable(inst: Instance | None, host: str) -> bool:
+def _reapable(inst: Instance | None, host: str, asked_at: dt.datetime | None = None) -> bool:
     """Is a kvmfleet domain on `host` a copy the store no longer places there?"""
     if inst is None or inst.task_state is not None:
         return False  # unknown to this store (only reported), or an operation is still deciding
+    if asked_at is not None and inst.updated_at is not None and inst.updated_at >= asked_at:
+        return False  # changed since the host was asked: the next refresh judges it
     if inst.deleted_at is not None:
         return True
     if inst.host is None:
@@ -309,7 +327,7 @@ def _reap_orphans(store: Any, report: RefreshReport) -> None:
         for host, names in report.unknown_domains.items():
             for name in names:
                 uuid = name.removeprefix("kvmfleet-")
-                if _reapable(session.get(Instance, uuid), host):
+                if _reapable(session.get(Instance, uuid), host, report.asked_at):
                     specs.setdefault(host, []).append({"name": name, "uuid": uuid})
         if not specs:
             return None
@@ -333,6 +351,72 @@ def _reap_orphans(store: Any, report: RefreshReport) -> None:
             del report.unknown_domains[host]
 
 
+def _system_action(session: Session, inst: Instance, action: str, message: str) -> None:
+    """An instance action the controller took on its own (no user): Nova's power-state sync records its
+    stop the same way."""
+    from kvmfleet.compute import actions
+
+    row = actions.start_action(session, inst.uuid, action, actions.new_request_id(), project_id=inst.project_id)
+    event = actions.start_event(session, row.id, "compute_sync_power_state", host=inst.host,
+                                details={"reason": message})
+    actions.finish_event(session, event.id, True)
+    actions.finish_action(session, row.id, message)
+
+
+STOP_TIMEOUT = 20  # seconds a running guest of a stopped server gets to shut down before it is forced off
+
+
+def stop_running_guests(store: Any, report: RefreshReport) -> None:
+    """Stop the guests of servers the store has SHUTOFF that were found running (Nova's sync calls
+    force_stop for them, a clean shutdown first): one job, then power_state recorded unless an operation
+    took the server meanwhile. Fills report.stopped."""
+    if not report.to_stop:
+        return
+    wanted = {r["instance"]: r for r in report.to_stop}
+
+    def targets(session: Session) -> dict[str, Any] | None:
+        by_host: dict[str, list[dict[str, str]]] = {}
+        for uuid, r in wanted.items():
+            inst = session.get(Instance, uuid)
+            if inst is None or inst.deleted_at is not None or inst.task_state is not None \
+                    or inst.vm_state is not VmState.STOPPED or inst.host != r["host"]:
+                continue
+            by_host.setdefault(r["host"], []).append({"name": inst.domain_name, "uuid": uuid})
+        if not by_host:
+            return None
+        return {"instances": by_host,
+                "inventory": inventory(session.scalars(select(Host).where(Host.name.in_(by_host))))}
+
+    found = store.run_in_transaction(targets)
+    if not found:
+        return
+    result = executor.run(executor.Job(playbook="instance_action.yml", inventory=found["inventory"],
+                                       extravars={"kvmfleet_action": "stop", "kvmfleet_stop_timeout": STOP_TIMEOUT,
+                                                  "kvmfleet_instances": found["instances"]},
+                                       forks=min(50, max(5, len(found["instances"])))))
+
+    def record(session: Session) -> list[dict[str, Any]]:
+        out = []
+        for host, items in found["instances"].items():
+            ok = result.host(host).ok
+            for item in items:
+                r = {"instance": item["uuid"], "name": wanted[item["uuid"]]["name"], "host": host, "ok": ok}
+                if not ok:
+                    r["error"] = result.error_for(host)
+                else:
+                    try:
+                        api.save_instance(session, item["uuid"], {"power_state": PowerState.SHUTDOWN},
+                                          expected_task_state=None)
+                        _system_action(session, session.get(Instance, item["uuid"]), "stop",
+                                       f"the guest of a stopped server was running on {host}: stopped")
+                    except (UnexpectedTaskState, NotFound):
+                        pass
+                out.append(r)
+        return out
+
+    report.stopped = store.run_in_transaction(record)
+
+
 def _apply_facts(host: Host, facts: dict[str, Any], now: dt.datetime) -> None:
     host.state = HostState.UP
     host.last_heartbeat_at = now
@@ -350,7 +434,11 @@ def _apply_facts(host: Host, facts: dict[str, Any], now: dt.datetime) -> None:
     host.facts = slim
 
 
-def _reconcile_instances(session: Session, host: Host, facts: dict[str, Any], report: RefreshReport) -> None:
+def _reconcile_instances(session: Session, host: Host, facts: dict[str, Any], report: RefreshReport,
+                         asked_at: dt.datetime | None = None) -> None:
+    """Record what `host` reports of its instances. A server changed in the store after the host was asked
+    (`asked_at`: a start that finished while the facts were on their way) is left for the next refresh:
+    the facts may predate the change."""
     reported = {}
     for dom in facts.get("instances") or []:
         key = dom.get("uuid") or (dom.get("metadata") or {}).get("uuid")
@@ -361,6 +449,8 @@ def _reconcile_instances(session: Session, host: Host, facts: dict[str, Any], re
     known = set()
     for inst in stored:
         known.add(inst.uuid)
+        if asked_at is not None and inst.updated_at is not None and inst.updated_at >= asked_at:
+            continue
         dom = reported.get(inst.uuid)
         if dom is None and inst.vm_state in (VmState.BUILDING, VmState.ERROR):
             continue  # not built (yet), or a failed build: nothing expected on the host
@@ -370,13 +460,18 @@ def _reconcile_instances(session: Session, host: Host, facts: dict[str, Any], re
         if power == inst.power_state:
             continue
         values: dict[str, Any] = {"power_state": power}
-        # Nova's power-state sync: a guest that shut itself down is STOPPED.
-        if inst.vm_state is VmState.ACTIVE and power is PowerState.SHUTDOWN:
+        # Nova's power-state sync: a guest that shut itself down (or crashed) is STOPPED, recorded as a
+        # stop by the system; a stopped server's guest found running is stopped again (below).
+        if inst.vm_state is VmState.ACTIVE and power in (PowerState.SHUTDOWN, PowerState.CRASHED):
             values["vm_state"] = VmState.STOPPED
         try:
             api.save_instance(session, inst.uuid, values, expected_task_state=None)
         except UnexpectedTaskState:
             continue  # an operation is running on it: it records the power state itself
+        if "vm_state" in values:
+            _system_action(session, inst, "stop", f"the guest is {str(power).lower()} on {host.name}")
+        if inst.vm_state is VmState.STOPPED and power in (PowerState.RUNNING, PowerState.PAUSED):
+            report.to_stop.append({"instance": inst.uuid, "name": inst.name, "host": host.name})
         report.power_changes.append({"instance": inst.uuid, "name": inst.name, "host": host.name,
                                      "power_state": str(power), **({"vm_state": "stopped"} if "vm_state" in values
                                                                    else {})})

@@ -46,6 +46,18 @@ def is_up(host: Host, now: dt.datetime | None = None) -> bool:
     return host.state == HostState.UP and fresh and not host.forced_down
 
 
+def host_status(host: Host | None) -> str:
+    """Nova's host_status of a server on `host` (microversion 2.16): '' without a host, DOWN when forced
+    down, MAINTENANCE when disabled, UP when the host answers its heartbeats, else UNKNOWN."""
+    if host is None:
+        return ""
+    if host.forced_down:
+        return "DOWN"
+    if not host.enabled:
+        return "MAINTENANCE"
+    return "UP" if is_up(host) else "UNKNOWN"
+
+
 def all_hosts(session: Session) -> list[Host]:
     return list(session.scalars(select(Host).order_by(Host.id)).all())
 

@@ -13,8 +13,9 @@ from kvmfleet.compute.common import (
     hosts_inventory,
 )
 from kvmfleet.compute.errors import OperationFailed
+from kvmfleet.compute.services import host_status
 from kvmfleet.store import api as store_api
-from kvmfleet.store.models import Image, Instance, Project, ServerGroup
+from kvmfleet.store.models import Host, Image, Instance, Project, ServerGroup
 from kvmfleet.store.states import PowerState, VmState
 
 # -- read-only ------------------------------------------------------------------------------------
@@ -47,6 +48,8 @@ def server_dict(session: Any, inst: Instance, detail: bool = False) -> dict[str,
         "host": inst.host, "flavor": inst.flavor_name, "image": image.name if image else None,
         "project": project.name if project else inst.project_id,
         "server_group": group.name if group else None,
+        "host_status": host_status(session.scalars(select(Host).where(Host.name == inst.host)).first()
+                                   if inst.host else None),
     }
     if detail:
         out.update({

@@ -217,6 +217,9 @@ class Service:
         return path.read_text(errors="replace") if path.is_file() else ""
 
 
+QUIET_CONFIG: dict[str, Any] = {"compute": {"heartbeat_interval": 0}}
+
+
 def make_service(tmp: Path) -> Service:
     state = tmp / "state"
     state.mkdir(mode=0o700)
@@ -225,6 +228,9 @@ def make_service(tmp: Path) -> Service:
         env["KVMFLEET_LAB"] = os.environ["KVMFLEET_LAB"]
     env.update({"KVMFLEET_STATE_DIR": str(state), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "COLUMNS": "200"})
     svc = Service(state=state, port=free_port(), env=env, admin_password=secrets.token_urlsafe(16))
+    # No heartbeats unless a test asks for them (service_factory): a host refresh every 10 s in every
+    # service would cost the lab a core. Each test's service refreshes its hosts when it adds them.
+    (state / "kvmfleet.yml").write_text(yaml.safe_dump(QUIET_CONFIG))
     svc.cli("db", "upgrade")
     svc.cli("identity", "bootstrap", "--admin-password-stdin", input=svc.admin_password + "\n")
     svc.write_clouds()
@@ -248,7 +254,8 @@ def service_factory(tmp_path_factory: pytest.TempPathFactory) -> Any:
     def make(config: dict[str, Any] | None = None) -> Service:
         svc = make_service(tmp_path_factory.mktemp("api-extra"))
         if config:
-            (svc.state / "kvmfleet.yml").write_text(yaml.safe_dump(config))
+            merged = {**QUIET_CONFIG, **config, "compute": {**QUIET_CONFIG["compute"], **config.get("compute", {})}}
+            (svc.state / "kvmfleet.yml").write_text(yaml.safe_dump(merged))
         svc.start()
         made.append(svc)
         return svc

@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import REPO, TINY_IMAGE, Service, free_port
+import yaml
+from conftest import QUIET_CONFIG, REPO, TINY_IMAGE, Service, free_port
 from conftest_lab import LabHost, lab_hosts
 from crash_tools import domain_states, wait_until
 from db_fixtures import fresh_database
@@ -40,6 +41,7 @@ def _service(tmp: Path, url: str, admin_password: str) -> Service:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KVMFLEET_", "OS_"))}
     env.update({"KVMFLEET_STATE_DIR": str(state), "KVMFLEET_DATABASE_URL": url, "KVMFLEET_LAB":
                 os.environ.get("KVMFLEET_LAB", ""), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "COLUMNS": "200"})
+    (state / "kvmfleet.yml").write_text(yaml.safe_dump(QUIET_CONFIG))  # heartbeats: test_heartbeats.py
     return Service(state=state, port=free_port(), env=env, admin_password=admin_password)
 
 

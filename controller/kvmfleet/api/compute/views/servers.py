@@ -134,16 +134,10 @@ class ServerView:
         return inst.availability_zone or ""
 
     def _host_status(self, inst: Instance) -> str:
-        """Nova's get_instance_host_status: '' without a host, MAINTENANCE when disabled, DOWN when
-        forced down, UP when it answers, else UNKNOWN."""
-        host = self.rel.host(inst)
-        if host is None:
-            return ""
-        if getattr(host, "forced_down", False):
-            return "DOWN"
-        if not host.enabled:
-            return "MAINTENANCE"
-        return "UP" if str(host.state) == "up" else "UNKNOWN"
+        """Nova's get_instance_host_status (kvmfleet.compute.services.host_status)."""
+        from kvmfleet.compute.services import host_status
+
+        return host_status(self.rel.host(inst))
 
     def _security_groups(self, inst: Instance) -> list[dict[str, str]] | None:
         return [{"name": "default"}] if self.rel.nics(inst) or network_names(inst) else None

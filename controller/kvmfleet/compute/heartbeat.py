@@ -1,0 +1,125 @@
+"""Heartbeats and down hosts, in `kvmfleet serve` (Nova's servicegroup with the database driver, turned
+around: kvmfleet's hosts run no agent, so the controller asks them).
+
+Every ``compute.heartbeat_interval`` seconds (default 10) one executor job gathers host_facts on every
+host (kvmfleet.compute.hosts.refresh, as `kvmfleet host refresh`), each host bounded to the interval so
+one host cut off never holds up the others. A host that answers is UP with ``last_heartbeat_at`` now;
+its capacity and its servers' power states are re-read (the power-state sync rides on the same facts).
+A host that does not answer stays as it was until its last answer is older than
+``compute.service_down_time`` (default 30 s): then it is DOWN, checked every second in between beats,
+so it is reported within service_down_time plus about a second of its last answer. DOWN, the scheduler
+skips it, os-services shows it down and its servers show host_status UNKNOWN. ``forced_down`` (an
+operator fenced the host) counts as down at once, whatever the heartbeats say.
+
+Without `kvmfleet serve` nobody beats: hosts keep the state of their last `host refresh` (and count as
+down a day after it, kvmfleet.compute.placement.SERVICE_DOWN_SECONDS).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from kvmfleet.compute import hosts
+from kvmfleet.store.errors import NotFound
+from kvmfleet.store.models import Host, utcnow
+from kvmfleet.store.states import HostState
+
+log = logging.getLogger("kvmfleet.heartbeat")
+
+TICK = 1.0  # seconds between the checks for hosts whose time ran out
+
+
+class Heartbeats:
+    """The heartbeat periodic job: `tick(store)` every TICK seconds beats when a beat is due, else marks
+    down the hosts whose last answer is older than service_down_time."""
+
+    def __init__(self, interval: float, down_after: float) -> None:
+        self.interval = float(interval)
+        self.down_after = float(down_after)
+        self.failing: dict[str, str] = {}  # host -> why its last beat failed
+        self.last_report: hosts.RefreshReport | None = None
+        self._next_beat = 0.0
+        self._stopper: threading.Thread | None = None
+
+    @property
+    def facts_timeout(self) -> int:
+        return max(5, int(self.interval))
+
+    def tick(self, store: Any) -> None:
+        if time.monotonic() >= self._next_beat:
+            self._next_beat = time.monotonic() + self.interval
+            self.beat(store)
+        elif self.failing:
+            self.mark_down(store)
+
+    def beat(self, store: Any) -> hosts.RefreshReport | None:
+        try:
+            report = hosts.refresh(store, timeout=max(60, int(6 * self.interval)), recover=False,
+                                   mark_down=False, facts_timeout=self.facts_timeout, stop_running=False)
+        except NotFound:
+            return None  # no hosts yet
+        came_back = sorted(set(self.failing) & set(report.up))
+        if came_back:
+            log.warning("host(s) %s answer again: up", ", ".join(came_back))
+        self.failing = dict(report.down)
+        self.last_report = report
+        for change in report.power_changes:
+            log.info("power state of server %s on %s: %s%s", change["name"], change["host"], change["power_state"],
+                     " (stopped by the guest: SHUTOFF)" if change.get("vm_state") else "")
+        for host, names in report.reaped.items():
+            log.warning("removed from %s the domain(s) of servers no longer there: %s", host, ", ".join(names))
+        self.mark_down(store)
+        if report.to_stop and not (self._stopper and self._stopper.is_alive()):
+            # Stopping takes up to hosts.STOP_TIMEOUT: never in the way of the next beat.
+            self._stopper = threading.Thread(target=self._stop_running, args=(store, report),
+                                             name="kvmfleet-power-sync", daemon=True)
+            self._stopper.start()
+        return report
+
+    def _stop_running(self, store: Any, report: hosts.RefreshReport) -> None:
+        try:
+            hosts.stop_running_guests(store, report)
+        except Exception:
+            log.warning("stopping the running guests of stopped servers failed", exc_info=True)
+            return
+        for r in report.stopped:
+            log.warning("server %s is stopped but its guest ran on %s: %s", r["name"], r["host"],
+                        "stopped" if r["ok"] else f"could not stop it: {r.get('error')}")
+
+    def mark_down(self, store: Any) -> list[str]:
+        """Mark DOWN the failing hosts whose last answer is older than service_down_time (store only)."""
+        failing = dict(self.failing)
+        if not failing:
+            return []
+
+        def mark(session: Any) -> list[str]:
+            cutoff = utcnow() - dt.timedelta(seconds=self.down_after)
+            out = []
+            for host in session.scalars(select(Host).where(Host.name.in_(list(failing)),
+                                                           Host.state == HostState.UP)).all():
+                if host.last_heartbeat_at is None or host.last_heartbeat_at < cutoff:
+                    host.state = HostState.DOWN
+                    out.append(host.name)
+            return out
+
+        down = store.run_in_transaction(mark)
+        for name in down:
+            log.warning("host %s is down: no answer for %.0f s (%s)", name, self.down_after, failing.get(name))
+        return down
+
+
+def register(settings: Any) -> Heartbeats | None:
+    """Register the heartbeats with the service's periodic jobs (none when heartbeat_interval is 0)."""
+    from kvmfleet import service
+
+    if not settings.heartbeat_interval:
+        return None
+    beats = Heartbeats(settings.heartbeat_interval, settings.service_down_time)
+    service.register_periodic("heartbeat", TICK, beats.tick)
+    return beats
