@@ -14,6 +14,7 @@ already censored by Ansible.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
 import os
@@ -109,6 +110,7 @@ class TaskResult:
     status: HostStatus
     result: dict[str, Any]
     counter: int
+    at: str = ""  # when the controller got this result (the event's `created`, ISO 8601 UTC)
 
     @property
     def msg(self) -> str:
@@ -163,12 +165,28 @@ class HostResult:
                 return result
         return None
 
-    def result_of(self, action: str) -> dict[str, Any] | None:
-        """The last result of a task running `action` (a module name, short or FQCN)."""
+    def task_of(self, action: str) -> TaskResult | None:
+        """The last task running `action` (a module name, short or FQCN)."""
         for task in reversed(self.tasks):
             if task.action == action or task.action.rsplit(".", 1)[-1] == action:
-                return task.result
+                return task
         return None
+
+    def result_of(self, action: str) -> dict[str, Any] | None:
+        """The last result of a task running `action` (a module name, short or FQCN)."""
+        task = self.task_of(action)
+        return task.result if task else None
+
+    def answered_at(self, action: str) -> dt.datetime | None:
+        """When the controller got the last result of `action` from this host (aware UTC), None if never."""
+        task = self.task_of(action)
+        if not task or not task.at:
+            return None
+        try:
+            when = dt.datetime.fromisoformat(task.at)
+        except ValueError:
+            return None
+        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 @dataclass
@@ -530,7 +548,7 @@ def _fold(events: list[dict[str, Any]]) -> dict[str, HostResult]:
             status = HostStatus.OK
         hosts.setdefault(host, HostResult(host=host)).tasks.append(TaskResult(
             host=host, task=data.get("task", ""), action=data.get("task_action", "") or data.get("resolved_action", ""),
-            status=status, result=res, counter=event.get("counter", 0),
+            status=status, result=res, counter=event.get("counter", 0), at=str(event.get("created") or ""),
         ))
     return hosts
 

@@ -119,6 +119,12 @@ def _refresh_and_print(names: list[str] | None, fmt: Format, quiet_ok: bool = Fa
             console.print(f"[yellow]unknown[/yellow] kvmfleet domains on {host} not in the store: {', '.join(doms)}")
         for host, doms in report.reaped.items():
             console.print(f"reaped orphan kvmfleet domains on {host}: {', '.join(doms)}", highlight=False)
+        for host, uuids in report.evacuated_cleaned.items():
+            console.print(f"removed from {host} the old copies of evacuated servers: {', '.join(uuids)}",
+                          highlight=False)
+        for host in report.held_down:
+            console.print(f"[yellow]held down[/yellow] {host}: copies of servers evacuated from it are still there",
+                          highlight=False)
     return 0 if not report.down or quiet_ok else 2
 
 
@@ -231,6 +237,57 @@ def disable(name: str, reason: str = typer.Option(None, "--reason", help="Why (s
         with _store().transaction() as session:
             hostops.set_enabled(session, name, False, reason)
         console.print(f"host {name} disabled" + (f": {escape(reason)}" if reason else ""), highlight=False)
+
+
+MOVE_COLUMNS = [("server", "Server"), ("id", "ID"), ("vm_state", "Was"), ("how", "Move"), ("dest", "Now on"),
+                ("status", "Status"), ("error", "Why not")]
+
+
+def _print_moves(host: str, outcomes: list[Any], fmt: Format, what: str) -> None:
+    rows = [o.as_dict() for o in outcomes]
+    emit(rows, fmt, MOVE_COLUMNS, title=f"{what} of {host}")
+    if fmt is not Format.json:
+        moved = sum(1 for o in outcomes if o.ok)
+        console.print(f"{moved} of {len(outcomes)} server(s) moved off {host}", highlight=False)
+    if any(not o.ok for o in outcomes):
+        raise typer.Exit(1)
+
+
+@app.command("drain")
+def drain(name: str, reason: str = typer.Option(None, "--reason", help="Why the host is disabled "
+                                                "(default: drained for maintenance)."),
+          target: str = typer.Option(None, "--target", help="Move every server to this host (default: the "
+                                     "scheduler's choice for each)."),
+          parallel: int = typer.Option(2, "--parallel", min=1, max=16, help="Moves at a time."),
+          fmt: Format = FORMAT_OPTION) -> None:
+    """Empty a host for maintenance: disable it, then live-migrate its running and paused servers and
+    cold-migrate (confirmed) its stopped ones; a report of what moved and what could not. The host stays
+    disabled: `host enable` when done."""
+    from kvmfleet.compute import drain as drains
+
+    with errors_as_one_line():
+        outcomes = drains.drain(_store(), name, reason=reason, target=target, parallel=parallel,
+                                progress=None if fmt is Format.json else _say)
+    _print_moves(name, outcomes, fmt, "drain")
+
+
+@app.command("evacuate")
+def evacuate(name: str, target: str = typer.Option(None, "--target", help="Rebuild every server on this host "
+                                                   "(default: the scheduler's choice for each)."),
+             parallel: int = typer.Option(2, "--parallel", min=1, max=16, help="Rebuilds at a time."),
+             fmt: Format = FORMAT_OPTION) -> None:
+    """Rebuild every server of a down (or forced down) host on other hosts from its image, keeping its
+    uuid, name, MACs and power state (Nova's host-evacuate). Refused while the host is up."""
+    from kvmfleet.compute import drain as drains
+
+    with errors_as_one_line():
+        outcomes = drains.evacuate_host(_store(), name, target=target, parallel=parallel,
+                                        progress=None if fmt is Format.json else _say)
+    _print_moves(name, outcomes, fmt, "evacuation")
+
+
+def _say(message: str) -> None:
+    console.print(message, highlight=False, soft_wrap=True)
 
 
 @app.command("remove")

@@ -343,6 +343,18 @@ def revert_resize(server: str, project: str = PROJECT_OPTION, fmt: Format = FORM
         _done(server, api.revert_resize(_store(), server, project), fmt)
 
 
+@app.command("evacuate")
+def evacuate(server: str, host: str = typer.Option(None, "--host", help="Destination (default: the scheduler's "
+                                                   "choice; a named host is checked by the same filters)."),
+             project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Rebuild a server of a down (or forced down) host on another host from its image: same uuid, name,
+    MACs and metadata; a stopped server stays stopped. Refused while its host is up."""
+    from kvmfleet.compute import evacuate as evacuation
+
+    with errors_as_one_line():
+        _done(server, evacuation.evacuate(_store(), server, host, project), fmt)
+
+
 @app.command("rebuild")
 def rebuild(server: str, image: str = typer.Option(None, "--image", help="Image (default: the current one)."),
             project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:

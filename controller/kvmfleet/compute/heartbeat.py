@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from kvmfleet.compute import hosts
 from kvmfleet.store.errors import NotFound
@@ -52,10 +52,14 @@ class Heartbeats:
         return max(5, int(self.interval))
 
     def tick(self, store: Any) -> None:
+        """Beat when a beat is due (the "heartbeat" job; `check` runs beside it, also while a beat waits)."""
         if time.monotonic() >= self._next_beat:
             self._next_beat = time.monotonic() + self.interval
             self.beat(store)
-        elif self.failing:
+
+    def check(self, store: Any) -> None:
+        """The "heartbeat-check" job: mark down the hosts whose last answer is too old, every TICK."""
+        if self.last_report is not None:  # before the first beat, every answer on record predates us
             self.mark_down(store)
 
     def beat(self, store: Any) -> hosts.RefreshReport | None:
@@ -93,24 +97,24 @@ class Heartbeats:
                         "stopped" if r["ok"] else f"could not stop it: {r.get('error')}")
 
     def mark_down(self, store: Any) -> list[str]:
-        """Mark DOWN the failing hosts whose last answer is older than service_down_time (store only)."""
-        failing = dict(self.failing)
-        if not failing:
-            return []
+        """Mark DOWN the UP hosts whose last answer is older than service_down_time (store only), whether
+        or not the beat that asks them again has ended: a host cut off is down on time, not a host
+        timeout later. One UPDATE ... WHERE, so an answer recorded meanwhile is never overwritten."""
 
         def mark(session: Any) -> list[str]:
             cutoff = utcnow() - dt.timedelta(seconds=self.down_after)
-            out = []
-            for host in session.scalars(select(Host).where(Host.name.in_(list(failing)),
-                                                           Host.state == HostState.UP)).all():
-                if host.last_heartbeat_at is None or host.last_heartbeat_at < cutoff:
-                    host.state = HostState.DOWN
-                    out.append(host.name)
-            return out
+            stale = (Host.state == HostState.UP) & (Host.last_heartbeat_at.is_not(None)) & (Host.last_heartbeat_at < cutoff)
+            names = list(session.scalars(select(Host.name).where(stale)).all())
+            if not names:
+                return []
+            session.execute(update(Host).where(stale & Host.name.in_(names)).values(state=HostState.DOWN)
+                            .execution_options(synchronize_session=False))
+            return list(session.scalars(select(Host.name).where(Host.name.in_(names), Host.state == HostState.DOWN)).all())
 
         down = store.run_in_transaction(mark)
         for name in down:
-            log.warning("host %s is down: no answer for %.0f s (%s)", name, self.down_after, failing.get(name))
+            log.warning("host %s is down: no answer for %.0f s (%s)", name, self.down_after,
+                        self.failing.get(name, "its last beat has not answered yet"))
         return down
 
 
@@ -122,4 +126,5 @@ def register(settings: Any) -> Heartbeats | None:
         return None
     beats = Heartbeats(settings.heartbeat_interval, settings.service_down_time)
     service.register_periodic("heartbeat", TICK, beats.tick)
+    service.register_periodic("heartbeat-check", TICK, beats.check)
     return beats

@@ -229,11 +229,14 @@ class RefreshReport:
     to_stop: list[dict[str, Any]] = field(default_factory=list)  # SHUTOFF servers found running on their host
     stopped: list[dict[str, Any]] = field(default_factory=list)  # ... and stopped again (or why not)
     asked_at: dt.datetime | None = None  # when the hosts were asked: later store changes are not judged
+    held_down: list[str] = field(default_factory=list)  # answered, but copies of evacuated servers may be left
+    evacuated_cleaned: dict[str, list[str]] = field(default_factory=dict)  # host -> servers whose old copy went
 
     def as_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "up": self.up, "down": self.down, "power_changes": self.power_changes,
                 "unknown_domains": self.unknown_domains, "missing": self.missing, "reaped": self.reaped,
-                "recovered": self.recovered, "stopped": self.stopped}
+                "recovered": self.recovered, "stopped": self.stopped, "held_down": self.held_down,
+                "evacuated_cleaned": self.evacuated_cleaned}
 
 
 def _power(value: Any) -> PowerState:
@@ -272,6 +275,8 @@ def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300, 
     now = utcnow()
     names = [h.name for h in hosts]
 
+    from kvmfleet.compute import evacuate
+
     def record(session: Session) -> RefreshReport:
         report = RefreshReport(job_id=result.id, asked_at=asked_at)  # afresh if the store runs this again
         for host in session.scalars(select(Host).where(Host.name.in_(names))).all():
@@ -283,8 +288,12 @@ def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300, 
                     host.state = HostState.DOWN
                 report.down[host.name] = result.error_for(host.name) or "no host_facts result"
                 continue
-            _apply_facts(host, facts, now)
+            # Seen up when its answer came (under load the job's end can be seconds later).
+            _apply_facts(host, facts, min(hr.answered_at("host_facts") or now, now))
             report.up.append(host.name)
+            if evacuate.pending_on(session, host.name):
+                host.state = HostState.DOWN  # not used again before its evacuated copies are gone
+                report.held_down.append(host.name)
             _reconcile_instances(session, host, facts, report, asked_at)
         return report
 
@@ -295,6 +304,8 @@ def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300, 
         found = recovery.recover(store, inline=True, reap=False)
         report.recovered = found.as_dict() if found else {}
     _reap_orphans(store, report)
+    if report.held_down:
+        _settle_evacuations(store, report)
     if stop_running:
         stop_running_guests(store, report)
     return report
@@ -314,6 +325,26 @@ def _reapable(inst: Instance | None, host: str, asked_at: dt.datetime | None = N
     # resize waiting for confirm keeps its source copy on purpose.
     return inst.host != host and not (inst.vm_state is VmState.RESIZED
                                       and (inst.old_flavor or {}).get("source_host") == host)
+
+
+def _settle_evacuations(store: Any, report: RefreshReport) -> None:
+    """Hosts held down for the copies of servers evacuated from them: up again once the reaper removed
+    every copy (Nova's _destroy_evacuated_instances before the compute service starts)."""
+    from kvmfleet.compute import evacuate
+
+    def settle(session: Session) -> list[str]:
+        still = []
+        for host in session.scalars(select(Host).where(Host.name.in_(report.held_down))).all():
+            cleaned, clear = evacuate.settle(session, host, set(report.unknown_domains.get(host.name, [])))
+            if cleaned:
+                report.evacuated_cleaned[host.name] = cleaned
+            if clear:
+                host.state = HostState.UP
+            else:
+                still.append(host.name)
+        return still
+
+    report.held_down = store.run_in_transaction(settle)
 
 
 def _reap_orphans(store: Any, report: RefreshReport) -> None:

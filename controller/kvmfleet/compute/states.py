@@ -57,6 +57,7 @@ OPERATIONS: dict[str, Operation] = {op.action: op for op in (
     Operation("live-migration", frozenset({V.ACTIVE, V.PAUSED}), T.MIGRATING, None, None),
     Operation("migrate", frozenset({V.ACTIVE, V.STOPPED}), T.RESIZE_PREP, V.RESIZED, None),
     Operation("rebuild", frozenset({V.ACTIVE, V.STOPPED, V.ERROR}), T.REBUILDING, None, None),
+    Operation("evacuate", frozenset({V.ACTIVE, V.STOPPED, V.ERROR}), T.REBUILDING, None, None),
     Operation("delete", None, T.DELETING, V.DELETED, PowerState.NOSTATE, any_task_state=True),
 )}
 

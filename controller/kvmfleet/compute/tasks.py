@@ -48,12 +48,13 @@ log = logging.getLogger("kvmfleet.tasks")
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 POWER_OPS = ("start", "stop", "reboot", "reboot_hard", "pause", "unpause", "suspend", "resume")
-OPS = (*POWER_OPS, "resize", "migrate", "live-migration", "confirmResize", "revertResize", "rebuild", "delete",
-       "reset_state")
+OPS = (*POWER_OPS, "resize", "migrate", "live-migration", "confirmResize", "revertResize", "rebuild", "evacuate",
+       "delete", "reset_state")
 BATCHED = ("create", "delete")  # tasks of these kinds that arrive together run as one executor job
 EVENTS = {"resize": "compute_resize_instance", "migrate": "conductor_migrate_server",
           "live-migration": "conductor_live_migrate_instance", "confirmResize": "compute_confirm_resize",
           "revertResize": "compute_revert_resize", "rebuild": "compute_rebuild_instance",
+          "evacuate": "compute_rebuild_instance",
           "delete": "compute_terminate_instance"}
 DELETE_WAIT_SECONDS = 1800  # a delete waits this long at most for the task it interrupts
 
@@ -182,6 +183,12 @@ def _record(session: Any, op: str, key: str, *, project_id: str | None, user_id:
         b, migration_id = live_migration.prepare(session, inst, host=params.get("host"),
                                                  block_migration=params.get("block_migration", "auto"),
                                                  request_id=request_id, user_id=user_id)
+        task_params = {**b.to_params(), "requested_host": params.get("host"), "migration_id": migration_id}
+    elif op == "evacuate":
+        from kvmfleet.compute import evacuate
+
+        b, migration_id = evacuate.prepare(session, inst, host=params.get("host"), request_id=request_id,
+                                           user_id=user_id)
         task_params = {**b.to_params(), "requested_host": params.get("host"), "migration_id": migration_id}
     elif op == "rebuild":
         image = power.rebuild_image(session, inst, params.get("image"))
@@ -439,6 +446,10 @@ def execute(store: Any, rows: list[TaskRow], progress: Any = None) -> Any:
         return moves.run_revert(store, b)
     if kind == "rebuild":
         return power.run_rebuild(store, b, row.params["image_id"])
+    if kind == "evacuate":
+        from kvmfleet.compute import evacuate
+
+        return evacuate.run(store, b, int(row.params["migration_id"]), row.params.get("requested_host"))
     raise InvalidRequest(f"task {row.id}: unknown kind {kind!r}")
 
 
