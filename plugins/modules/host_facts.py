@@ -230,6 +230,15 @@ host_facts:
           type: list
           elements: str
           sample: [/var/lib/libvirt/kvmfleet/instances/web1/disk]
+        disk_capacities:
+          description:
+            - Virtual size in bytes of each disk of RV(host_facts.instances[].disks), by source path, as
+              libvirt's block info reports it (running or shut off); null for a disk libvirt cannot measure.
+            - With the metadata, what a controller needs to rebuild its store from the hosts (root and
+              ephemeral disk sizes of an instance whose flavor it no longer knows).
+          type: dict
+          sample: {/var/lib/libvirt/kvmfleet/instances/web1/disk: 1073741824}
+          version_added: 0.2.0
         nics:
           description: The domain's network interfaces, in device order.
           type: list
@@ -325,7 +334,12 @@ class HostFactsManager:
         self.params = params
 
     def run(self):
-        return {"changed": False, "host_facts": _host.build_host_facts(self.observe())}
+        observation = self.observe()
+        facts = _host.build_host_facts(observation)
+        capacities = {entry["name"]: entry["disk_capacities"] for entry in observation.domains}
+        for instance in facts["instances"]:
+            instance["disk_capacities"] = capacities.get(instance["domain"], {})
+        return {"changed": False, "host_facts": facts}
 
     def observe(self):
         conn = connect(self.params.uri)
@@ -384,12 +398,29 @@ class HostFactsManager:
         for dom in domains:
             try:
                 with libvirt_errors(f"read domain {dom.name()}"):
+                    name = dom.name()
                     xml = dom.XMLDesc(0)
                 state = domain_state(dom)
             except DomainNotFound:
                 continue  # undefined while we looked: it no longer exists
-            observed.append({"xml": xml, "power_state": state})
+            observed.append({"name": name, "xml": xml, "power_state": state,
+                             "disk_capacities": HostFactsManager._disk_capacities(dom, name, xml)})
         return observed
+
+    @staticmethod
+    def _disk_capacities(dom, name, xml):
+        """Virtual size of each disk of a kvmfleet domain, by source path (None: libvirt could not tell)."""
+        parsed = _host.parse_domain(xml)
+        if parsed["metadata"] is None:
+            return {}  # foreign domains are only counted
+        sizes = {}
+        for path in parsed["disks"]:
+            try:
+                with libvirt_errors(f"read block info of {path} of domain {name}"):
+                    sizes[path] = int(dom.blockInfo(path, 0)[0])
+            except KvmfleetError:
+                sizes[path] = None
+        return sizes
 
 
 def main():

@@ -126,3 +126,24 @@ def test_collector_against_libvirt_test_driver(tmp_path):
     assert facts["networks"][0]["dhcp_leases"] == [] and facts["networks"][0]["dhcp_leases_error"]
     assert facts["storage"]["images"]["measured_path"] == str(tmp_path)
     assert facts["vcpus"] == 16
+
+
+def test_collector_reports_disk_capacities_of_kvmfleet_domains(tmp_path):
+    """Each kvmfleet domain's disks get their virtual size by path (what a store rebuild sizes a flavor
+    from); the keys the facts had before stay as they were."""
+    libvirt = pytest.importorskip("libvirt")
+    conn = libvirt.open("test:///default")  # the same in-process driver state the module connects to
+    dom = conn.defineXML(_text("domains", "kvmfleet-db1-shutoff.xml"))
+    try:
+        params = host_facts.HostFactsParameters(uri="test:///default", images_dir=str(tmp_path / "images"),
+                                                instances_dir=str(tmp_path / "instances"))
+        facts = host_facts.HostFactsManager(params).run()["host_facts"]
+    finally:
+        dom.undefine()
+        conn.close()
+    [inst] = facts["instances"]
+    assert sorted(inst) == ["disk_capacities", "disks", "domain", "memory_mb", "metadata", "nics", "power_state",
+                            "uuid", "vcpus", "virt_type"]
+    assert sorted(inst["disk_capacities"]) == sorted(inst["disks"])
+    assert all(isinstance(size, int) and size > 0 for size in inst["disk_capacities"].values())
+    assert facts["foreign_domains"] == 1  # the driver's own 'test' domain: counted, not measured
