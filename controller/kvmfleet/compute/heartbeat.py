@@ -45,7 +45,9 @@ class Heartbeats:
         self.failing: dict[str, str] = {}  # host -> why its last beat failed
         self.last_report: hosts.RefreshReport | None = None
         self._next_beat = 0.0
-        self._stopper: threading.Thread | None = None
+        self._tidier: threading.Thread | None = None
+        self._answered: dict[str, float] = {}  # host -> monotonic time its facts arrived in the beat under way
+        self._lock = threading.Lock()
 
     @property
     def facts_timeout(self) -> int:
@@ -62,12 +64,21 @@ class Heartbeats:
         if self.last_report is not None:  # before the first beat, every answer on record predates us
             self.mark_down(store)
 
+    def _answer(self, host: str) -> None:
+        with self._lock:
+            self._answered[host] = time.monotonic()
+
     def beat(self, store: Any) -> hosts.RefreshReport | None:
+        started = time.monotonic()
         try:
             report = hosts.refresh(store, timeout=max(60, int(6 * self.interval)), recover=False,
-                                   mark_down=False, facts_timeout=self.facts_timeout, stop_running=False)
+                                   mark_down=False, facts_timeout=self.facts_timeout, stop_running=False,
+                                   on_answer=self._answer, tidy=False)
         except NotFound:
             return None  # no hosts yet
+        took = time.monotonic() - started
+        (log.info if took > self.interval else log.debug)(
+            "beat: %.1f s, up %s, no answer from %s", took, report.up, list(report.down))
         came_back = sorted(set(self.failing) & set(report.up))
         if came_back:
             log.warning("host(s) %s answer again: up", ", ".join(came_back))
@@ -76,22 +87,27 @@ class Heartbeats:
         for change in report.power_changes:
             log.info("power state of server %s on %s: %s%s", change["name"], change["host"], change["power_state"],
                      " (stopped by the guest: SHUTOFF)" if change.get("vm_state") else "")
-        for host, names in report.reaped.items():
-            log.warning("removed from %s the domain(s) of servers no longer there: %s", host, ", ".join(names))
         self.mark_down(store)
-        if report.to_stop and not (self._stopper and self._stopper.is_alive()):
-            # Stopping takes up to hosts.STOP_TIMEOUT: never in the way of the next beat.
-            self._stopper = threading.Thread(target=self._stop_running, args=(store, report),
-                                             name="kvmfleet-power-sync", daemon=True)
-            self._stopper.start()
+        if self._tidier and self._tidier.is_alive():
+            return report  # the last beat's tidying still runs: the next beat finds what is left
+        # Reaping and stopping guests take jobs of their own: never in the way of the next beat.
+        self._tidier = threading.Thread(target=self._tidy, args=(store, report), name="kvmfleet-heartbeat-tidy",
+                                        daemon=True)
+        self._tidier.start()
         return report
 
-    def _stop_running(self, store: Any, report: hosts.RefreshReport) -> None:
+    def _tidy(self, store: Any, report: hosts.RefreshReport) -> None:
         try:
-            hosts.stop_running_guests(store, report)
+            hosts.tidy_up(store, report)
         except Exception:
-            log.warning("stopping the running guests of stopped servers failed", exc_info=True)
+            log.warning("tidying up after a heartbeat failed", exc_info=True)
             return
+        for host, names in report.reaped.items():
+            log.warning("removed from %s the domain(s) of servers no longer there: %s", host, ", ".join(names))
+        for host, uuids in report.evacuated_cleaned.items():
+            log.warning("removed from %s the old copies of servers evacuated from it: %s", host, ", ".join(uuids))
+        for host in report.held_down:
+            log.warning("host %s answers but stays down: copies of servers evacuated from it are still there", host)
         for r in report.stopped:
             log.warning("server %s is stopped but its guest ran on %s: %s", r["name"], r["host"],
                         "stopped" if r["ok"] else f"could not stop it: {r.get('error')}")
@@ -101,9 +117,13 @@ class Heartbeats:
         or not the beat that asks them again has ended: a host cut off is down on time, not a host
         timeout later. One UPDATE ... WHERE, so an answer recorded meanwhile is never overwritten."""
 
+        with self._lock:  # answered in the beat under way, not recorded yet: not silent
+            fresh = [h for h, at in self._answered.items() if time.monotonic() - at < self.down_after]
+
         def mark(session: Any) -> list[str]:
             cutoff = utcnow() - dt.timedelta(seconds=self.down_after)
-            stale = (Host.state == HostState.UP) & (Host.last_heartbeat_at.is_not(None)) & (Host.last_heartbeat_at < cutoff)
+            stale = (Host.state == HostState.UP) & (Host.last_heartbeat_at.is_not(None)) & (
+                Host.last_heartbeat_at < cutoff) & Host.name.not_in(fresh)
             names = list(session.scalars(select(Host.name).where(stale)).all())
             if not names:
                 return []

@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import os
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,14 +248,18 @@ def _power(value: Any) -> PowerState:
 
 
 def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300, recover: bool = True,
-            mark_down: bool = True, facts_timeout: int = 0, stop_running: bool = True) -> RefreshReport:
+            mark_down: bool = True, facts_timeout: int = 0, stop_running: bool = True,
+            on_answer: Callable[[str], None] | None = None, tidy: bool = True) -> RefreshReport:
     """Gather host_facts from the hosts (all, or `names`) in one job and record what they report; then
     (`recover`) finish or roll back the tasks a dead owner left (kvmfleet.compute.recovery), so a server a
     killed command left in BUILD is ACTIVE or ERROR as its host shows it. A host that does not answer is
     marked DOWN at once unless `mark_down` is false (the heartbeats: down only after service_down_time);
     `facts_timeout` bounds each host's answer (0: only the job's `timeout`). The guests of SHUTOFF servers
     found running are stopped (stop_running_guests) unless `stop_running` is false; the report's to_stop
-    names them either way."""
+    names them either way. `on_answer(host)` is called the moment each host's facts arrive (the heartbeats
+    count a host as seen then, not when the slowest host is done). `tidy` false leaves the reaping of
+    orphan domains, the hosts held down for evacuated copies and the stopping of running guests to the
+    caller (tidy_up(store, report), e.g. in a thread of its own)."""
     with store.transaction() as session:
         query = select(Host).order_by(Host.name)
         wanted = list(names or [])
@@ -269,9 +273,16 @@ def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300, 
             raise NotFound("no hosts: add some with `kvmfleet host add` or `kvmfleet host import`")
         inv = inventory(hosts)
     asked_at = utcnow()
+    def answered(event: dict[str, Any]) -> None:
+        data = event.get("event_data") or {}
+        if on_answer is not None and event.get("event") == "runner_on_ok" and \
+                str(data.get("task_action", "")).rsplit(".", 1)[-1] == "host_facts":
+            on_answer(str(data.get("host") or ""))
+
     result = executor.run(executor.Job(playbook="host_refresh.yml", inventory=inv,
                                        extravars={"kvmfleet_facts_timeout": int(facts_timeout)},
-                                       forks=min(50, max(5, len(hosts))), timeout=timeout))
+                                       forks=min(50, max(5, len(hosts))), timeout=timeout,
+                                       event_callback=answered if on_answer else None))
     now = utcnow()
     names = [h.name for h in hosts]
 
@@ -303,12 +314,19 @@ def refresh(store: Any, names: Iterable[str] | None = None, timeout: int = 300, 
 
         found = recovery.recover(store, inline=True, reap=False)
         report.recovered = found.as_dict() if found else {}
+    if tidy:
+        tidy_up(store, report, stop_running=stop_running)
+    return report
+
+
+def tidy_up(store: Any, report: RefreshReport, stop_running: bool = True) -> None:
+    """What a refresh does after recording the facts: reap orphan domains, let hosts held down for the copies
+    of evacuated servers up again once those are gone, stop the running guests of stopped servers."""
     _reap_orphans(store, report)
     if report.held_down:
         _settle_evacuations(store, report)
     if stop_running:
         stop_running_guests(store, report)
-    return report
 
 
 def _reapable(inst: Instance | None, host: str, asked_at: dt.datetime | None = None) -> bool:

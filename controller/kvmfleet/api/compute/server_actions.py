@@ -1,5 +1,5 @@
 """Compute API: POST /servers/{id}/action (servers.py actions, pause_server, suspend_server, console_output,
-admin_actions' os-resetState, migrate_server's migrate and os-migrateLive).
+admin_actions' os-resetState, migrate_server's migrate and os-migrateLive, evacuate).
 
 Each action is validated against its schema, authorised by Nova's rule, and submitted as a persisted task
 (kvmfleet.compute.tasks.submit): 202 (confirmResize: 204) once it is committed. A state the action does
@@ -36,6 +36,7 @@ SUSPEND = "os_compute_api:os-suspend-server:%s"
 CONSOLE_OUTPUT = "os_compute_api:os-console-output"
 RESET_STATE = "os_compute_api:os-admin-actions:reset_state"
 MIGRATE = "os_compute_api:os-migrate-server:%s"
+EVACUATE = "os_compute_api:os-evacuate"
 policy.register({
     SERVERS % "start": policy.PROJECT_MEMBER_OR_ADMIN, SERVERS % "stop": policy.PROJECT_MEMBER_OR_ADMIN,
     SERVERS % "reboot": policy.PROJECT_MEMBER_OR_ADMIN, SERVERS % "resize": policy.PROJECT_MEMBER_OR_ADMIN,
@@ -47,6 +48,7 @@ policy.register({
     RESET_STATE: policy.ADMIN,
     MIGRATE % "migrate": policy.ADMIN, MIGRATE % "migrate:host": policy.ADMIN,
     MIGRATE % "migrate_live": policy.ADMIN, MIGRATE % "migrate_live:host": policy.ADMIN,
+    EVACUATE: policy.ADMIN,
 })
 
 # body key -> (task operation, policy rule, success status)
@@ -190,6 +192,38 @@ def _migrate_live(request: Request, ctx: RequestContext, server_id: str, body: d
     return Response(status_code=202)
 
 
+def _evacuate(request: Request, ctx: RequestContext, server_id: str, body: dict[str, Any]) -> Any:
+    """Evacuate (nova/api/openstack/compute/evacuate.py): rebuild a server of a down host elsewhere. 200
+    with no body: kvmfleet sets no guest passwords (Nova with enable_instance_password off), so adminPass is
+    accepted and not used. onSharedStorage true is refused: kvmfleet hosts keep disks local, an evacuated
+    server is rebuilt from its image. ``force`` (2.29 to 2.67) is accepted and ignored: the scheduler
+    always checks a named host, as Nova does from 2.68."""
+    from sqlalchemy import select
+
+    from kvmfleet.api.faults import NotFoundError
+    from kvmfleet.store.models import Host
+
+    v = ctx.microversion
+    validate(migrate_schemas.evacuate_schema(v), body, FORMATS)
+    args = body["evacuate"]
+    host = args.get("host") or None
+    if not v.matches("2.14") and as_bool(args["onSharedStorage"]):
+        raise BadRequest("onSharedStorage is not supported: the hosts' disks are local, an evacuated server is "
+                         "rebuilt from its image")
+    if v.matches("2.29", "2.67") and as_bool(args.get("force", False)) and not host:
+        raise BadRequest("Can't force to a non-provided destination")
+    with get_store(request).transaction() as session:
+        inst = find(session, ctx, server_id)
+        ctx.authorize(EVACUATE)
+        if host is not None:
+            if session.scalars(select(Host).where(Host.name == host)).first() is None:
+                raise NotFoundError(f"Compute host {host} not found.")
+            if inst.host == host:
+                raise BadRequest("The target host can't be the same one.")
+    submit(request, ctx, server_id, "evacuate", EVACUATE, "evacuate", host=host)
+    return Response(status_code=200)
+
+
 ACTION_DOC = {**schemas.ACTION_DOC, "properties": {**schemas.ACTION_DOC["properties"],
                                                    **migrate_schemas.DOC_PROPERTIES}}
 
@@ -224,4 +258,6 @@ def server_action(server_id: str, request: Request, body: Any = BODY, ctx: Reque
         return _migrate(request, ctx, server_id, body)
     if name == "os-migrateLive":
         return _migrate_live(request, ctx, server_id, body)
+    if name == "evacuate":
+        return _evacuate(request, ctx, server_id, body)
     raise BadRequest(f"There is no such action: {name}")

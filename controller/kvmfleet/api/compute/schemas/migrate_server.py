@@ -50,3 +50,29 @@ def migrate_live_schema(version: APIVersion) -> dict[str, Any]:
 # For the served OpenAPI document's POST /servers/{id}/action body (the widest of each).
 DOC_PROPERTIES = {"migrate": MIGRATE_V256["properties"]["migrate"],
                   "os-migrateLive": MIGRATE_LIVE_V230["properties"]["os-migrateLive"]}
+
+
+# evacuate (nova/api/openstack/compute/schemas/evacuate.py): 2.1 host, onSharedStorage (required),
+# adminPass; 2.14 no onSharedStorage; 2.29 to 2.67 an optional ``force``; 2.68 as 2.14 again.
+def _evacuate(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object",
+            "properties": {"evacuate": {"type": "object", "properties": props, "required": required,
+                                        "additionalProperties": False}},
+            "required": ["evacuate"], "additionalProperties": False}
+
+
+_EVACUATE_BASE = {"host": t.FQDN, "adminPass": t.ADMIN_PASSWORD}
+EVACUATE = _evacuate({**_EVACUATE_BASE, "onSharedStorage": t.BOOLEAN}, ["onSharedStorage"])
+EVACUATE_V214 = _evacuate(_EVACUATE_BASE, [])
+EVACUATE_V229 = _evacuate({**_EVACUATE_BASE, "force": t.BOOLEAN}, [])
+
+
+def evacuate_schema(version: APIVersion) -> dict[str, Any]:
+    if version.matches("2.29", "2.67"):
+        return EVACUATE_V229
+    if version.matches("2.14"):
+        return EVACUATE_V214
+    return EVACUATE
+
+
+DOC_PROPERTIES["evacuate"] = EVACUATE["properties"]["evacuate"]
