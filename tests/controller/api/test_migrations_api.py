@@ -446,3 +446,66 @@ def test_moves_refused_before_anything_is_stored(env: dict[str, Any]) -> None:
                          "nohost", b, check=False)
     assert proc.returncode != 0 and "Compute host nohost could not be found." in proc.stderr, proc.stderr
     assert get(env, "/os-migrations", "2.79").json() == before
+
+
+# -- POST /servers/{id}/action: evacuate ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("version", "args"), [
+    ("2.1", {"host": "h1"}),  # onSharedStorage required before 2.14
+    ("2.14", {"onSharedStorage": False}),  # gone in 2.14
+    ("2.14", {"force": True}),  # force from 2.29
+    ("2.29", {"force": True}),  # force needs a host
+    ("2.68", {"host": "h1", "force": False}),  # force gone in 2.68
+    ("2.79", {"host": "bad host!"}),
+    ("2.79", {"host": ""}),
+    ("2.79", {"adminPass": 5}),
+    ("2.79", {"extra": 1}),
+    ("2.79", None),
+])
+def test_evacuate_body_is_checked_first(env: dict[str, Any], version: str, args: Any) -> None:
+    fault(_action(env, NOWHERE, version, {"evacuate": args}), 400, "badRequest")
+
+
+def test_evacuate_refusals_store_nothing(env: dict[str, Any]) -> None:
+    """Admins only (403); a server moving already (409); an unknown destination (404, Nova's message); shared
+    storage (400: kvmfleet's disks are local); a host that is up (400, Nova's ComputeServiceInUse). No
+    migration is recorded by any of them."""
+    from kvmfleet.store import open_store
+    from kvmfleet.store.models import Host, Instance, utcnow
+    from kvmfleet.store.states import HostState, PowerState, VmState
+
+    svc, a = env["svc"], env["a"]
+    before = get(env, "/os-migrations", "2.79").json()
+    assert fault(_action(env, a, "2.79", {"evacuate": {}}, "alice"), 403, "forbidden") == \
+        "Policy doesn't allow os_compute_api:os-evacuate to be performed."
+    assert fault(_action(env, a, "2.79", {"evacuate": {}}), 409, "conflictingRequest") == \
+        f"Cannot 'evacuate' instance {a} while it is in task_state migrating"
+    assert fault(_action(env, env["b"], "2.79", {"evacuate": {"host": "nohost"}}), 404, "itemNotFound") == \
+        "Compute host nohost not found."
+    assert "onSharedStorage is not supported" in fault(
+        _action(env, env["b"], "2.13", {"evacuate": {"onSharedStorage": True}}), 400, "badRequest")
+    store = open_store(f"sqlite:///{svc.state / 'kvmfleet.db'}")
+    try:
+        with store.transaction() as s:
+            s.add(Host(name=f"evup-{SUFFIX}", address="127.0.0.1", state=HostState.UP, last_heartbeat_at=utcnow(),
+                       vcpus=4, memory_mb=4096, local_gb=40))
+            inst = Instance(name=f"e-{SUFFIX}", project_id=project_id(svc, PB), flavor_name="mig.nano", vcpus=1,
+                            memory_mb=128, root_gb=1, vm_state=VmState.ACTIVE, power_state=PowerState.RUNNING,
+                            host=f"evup-{SUFFIX}", node=f"evup-{SUFFIX}")
+            s.add(inst)
+            s.flush()
+            inst.task_state = None
+            uuid = inst.uuid
+        assert fault(_action(env, uuid, "2.79", {"evacuate": {}}), 400, "badRequest") == \
+            f"Compute service of evup-{SUFFIX} is still in use."
+        proc = svc.openstack("server", "evacuate", uuid, check=False)
+        assert proc.returncode != 0 and f"Compute service of evup-{SUFFIX} is still in use." in proc.stderr, proc.stderr
+        shown = call(svc, env["admin"], "GET", f"{V}/servers/{uuid}", "2.79").json()["server"]
+        assert (shown["status"], shown["OS-EXT-STS:task_state"]) == ("ACTIVE", None)
+    finally:
+        with store.transaction() as s:
+            row = s.get(Instance, uuid)
+            row.deleted_at = utcnow()
+        store.dispose()
+    assert get(env, "/os-migrations", "2.79").json() == before
