@@ -2,14 +2,17 @@
 around: kvmfleet's hosts run no agent, so the controller asks them).
 
 Every ``compute.heartbeat_interval`` seconds (default 10) one executor job gathers host_facts on every
-host (kvmfleet.compute.hosts.refresh, as `kvmfleet host refresh`), each host bounded to the interval so
-one host cut off never holds up the others. A host that answers is UP with ``last_heartbeat_at`` now;
-its capacity and its servers' power states are re-read (the power-state sync rides on the same facts).
-A host that does not answer stays as it was until its last answer is older than
-``compute.service_down_time`` (default 30 s): then it is DOWN, checked every second in between beats,
-so it is reported within service_down_time plus about a second of its last answer. DOWN, the scheduler
-skips it, os-services shows it down and its servers show host_status UNKNOWN. ``forced_down`` (an
-operator fenced the host) counts as down at once, whatever the heartbeats say.
+host (kvmfleet.compute.hosts.refresh, as `kvmfleet host refresh`), each host bounded so one host cut off
+never holds up the others. A host counts as seen the moment its answer arrives (the job's event for it,
+not the end of the job); recorded, it is UP with ``last_heartbeat_at`` then, and its capacity and its
+servers' power states are re-read (the power-state sync rides on the same facts). A second periodic job
+checks every second: a host whose last answer is older than ``compute.service_down_time`` (default 30 s)
+is DOWN, whether or not the beat asking it again has ended, so it is reported within service_down_time
+plus about a second of its last answer. DOWN, the scheduler skips it, os-services shows it down and its
+servers show host_status UNKNOWN. ``forced_down`` (an operator fenced the host) counts as down at once,
+whatever the heartbeats say. What a beat finds to do on the hosts (orphan domains to reap, the copies of
+evacuated servers on a host that came back, guests of stopped servers to stop) runs in a thread of its
+own, never in the way of the next beat.
 
 Without `kvmfleet serve` nobody beats: hosts keep the state of their last `host refresh` (and count as
 down a day after it, kvmfleet.compute.placement.SERVICE_DOWN_SECONDS).
