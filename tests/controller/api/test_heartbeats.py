@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ READY = "kvmfleet-guest: ready"  # the tiny guest's line once booted
 
 
 @pytest.fixture(scope="module")
-def lab(service_factory: Any, lab_inventory: Path) -> dict[str, Any]:
+def lab(service_factory: Any, lab_inventory: Path) -> Iterator[dict[str, Any]]:
     svc = service_factory({"compute": {"heartbeat_interval": INTERVAL, "service_down_time": DOWN_TIME}})
     svc.cli("host", "import", "--inventory", str(lab_inventory))
     svc.cli("image", "register", "tiny", "--file", str(TINY_IMAGE))
@@ -57,7 +58,9 @@ def lab(service_factory: Any, lab_inventory: Path) -> dict[str, Any]:
         for other in hosts[1:]:
             svc.cli("host", "enable", other.name)
     svc.cli("server", "stop", f"hb-b-{SUFFIX}")
-    return {"svc": svc, "admin": svc.token(), "hosts": hosts, "target": target, "servers": servers}
+    yield {"svc": svc, "admin": svc.token(), "hosts": hosts, "target": target, "servers": servers}
+    target.link(True)
+    svc.cli("server", "delete", *servers.values(), check=False)
 
 
 def show(svc: Service, name: str) -> dict[str, Any]:
