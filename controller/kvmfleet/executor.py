@@ -180,13 +180,8 @@ class HostResult:
     def answered_at(self, action: str) -> dt.datetime | None:
         """When the controller got the last result of `action` from this host (aware UTC), None if never."""
         task = self.task_of(action)
-        if not task or not task.at:
-            return None
-        try:
-            when = dt.datetime.fromisoformat(task.at)
-        except ValueError:
-            return None
-        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+        when = dt.datetime.fromisoformat(task.at) if task and task.at else None
+        return when.replace(tzinfo=when.tzinfo or dt.UTC) if when else None
 
 
 @dataclass

@@ -78,12 +78,6 @@ def prepare(session: Any, inst: Instance, *, host: str | None, request_id: str |
     return b, row.id
 
 
-def _flavor(inst: Instance) -> dict[str, Any]:
-    return {"flavor_name": inst.flavor_name, "vcpus": inst.vcpus, "memory_mb": inst.memory_mb,
-            "root_gb": inst.root_gb, "ephemeral_gb": inst.ephemeral_gb, "swap": inst.swap,
-            "flavor_extra_specs": dict(inst.flavor_extra_specs or {})}
-
-
 def _forget_earlier_attempt(store: Any, b: Begun, migration_id: int) -> None:
     """A retry after the owner died: the destination an earlier attempt claimed (and may have built on)
     is given back, so this attempt starts as the first did."""
@@ -109,13 +103,13 @@ def _remove_copy_quietly(store: Any, uuid: str, host: str) -> None:
 
 def run(store: Any, b: Begun, migration_id: int, requested: str | None) -> str:
     """The recorded evacuation: destination, claim, rebuild there, outcome."""
-    from kvmfleet.compute.live_migration import describe_target
+    from kvmfleet.compute.live_migration import _flavor_fields, describe_target
     from kvmfleet.compute.moves import _claim_resize_dest, _resize_candidates
 
     _forget_earlier_attempt(store, b, migration_id)
     migrations.update(store, migration_id, status="pre-migrating")
     with store.transaction() as session:
-        fields = _flavor(session.get(Instance, b.uuid))
+        fields = _flavor_fields(session.get(Instance, b.uuid))
     source = b.host
     try:
         candidates = _resize_candidates(store, b, fields, force_hosts=[requested] if requested else None)
