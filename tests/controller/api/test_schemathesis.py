@@ -13,6 +13,7 @@ wall-clock cap.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 from pathlib import Path
@@ -78,6 +79,17 @@ def test_openapi_document_is_served(fuzz_service: Service) -> None:
         assert body.get("properties") or body.get("$ref"), (path, body)
 
 
+def generator_flake(stdout: str) -> bool:
+    """Whether the run's only errors are schemathesis' own generator failing to replay a case it drew
+    ("Inconsistent results", a Hypothesis flaky draw in its coverage phase, seen once under CI load on
+    POST /identity/v3/auth/tokens): no request failed, the library tripped over itself."""
+    if "FAILURES" in stdout or "ERRORS" not in stdout:
+        return False
+    errors = stdout[stdout.find("ERRORS"):stdout.find(" SUMMARY ")]
+    operations = re.findall(r"^_{3,} (\S.*?) _{3,}$", errors, re.MULTILINE)
+    return bool(operations) and errors.count("Inconsistent results:") == len(operations)
+
+
 def test_schemathesis_finds_no_server_error(fuzz_service: Service, tmp_path: Path) -> None:
     token = fuzz_service.token()
     junit = tmp_path / "schemathesis.xml"
@@ -96,17 +108,22 @@ def test_schemathesis_finds_no_server_error(fuzz_service: Service, tmp_path: Pat
             "--suppress-health-check", "all",
             "--report", "junit", "--report-junit-path", str(junit),
             "--output-sanitize", "true"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=MAX_SECONDS + 300, check=False,
-                          env={**fuzz_service.env, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
-                               "PYTHONPATH": str(Path(__file__).parent)})
-    (tmp_path / "schemathesis.out").write_text(proc.stdout + proc.stderr)
-    # the failures (each with its curl reproduction) and errors, then the summary
-    start = proc.stdout.find("FAILURES")
-    start = proc.stdout.find("ERRORS") if start < 0 else start
-    summary = (proc.stdout[start:start + 20000] if start >= 0 else "") + "\n...\n" + proc.stdout[-6000:]
-    assert junit.is_file(), f"schemathesis wrote no report (rc {proc.returncode}):\n{summary}\n{proc.stderr[-3000:]}"
-    report = junit.read_text()
-    assert "Server error" not in report and "not_a_server_error" not in report, summary
+    for attempt in (1, 2):
+        junit.unlink(missing_ok=True)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=MAX_SECONDS + 300, check=False,
+                              env={**fuzz_service.env, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+                                   "PYTHONPATH": str(Path(__file__).parent)})
+        (tmp_path / f"schemathesis-{attempt}.out").write_text(proc.stdout + proc.stderr)
+        # the failures (each with its curl reproduction) and errors, then the summary
+        start = proc.stdout.find("FAILURES")
+        start = proc.stdout.find("ERRORS") if start < 0 else start
+        summary = (proc.stdout[start:start + 20000] if start >= 0 else "") + "\n...\n" + proc.stdout[-6000:]
+        assert junit.is_file(), f"schemathesis wrote no report (rc {proc.returncode}):\n{summary}\n{proc.stderr[-3000:]}"
+        report = junit.read_text()
+        # every run is judged on what the service answered; only the library's own replay error is retried, once
+        assert "Server error" not in report and "not_a_server_error" not in report, summary
+        if proc.returncode == 0 or not generator_flake(proc.stdout):
+            break
     assert proc.returncode == 0, f"schemathesis exited {proc.returncode}:\n{summary}\n{proc.stderr[-3000:]}"
     # the service answered the whole run and still works
     with fuzz_service.http(token) as http:
