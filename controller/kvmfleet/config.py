@@ -25,6 +25,8 @@ File: ``$KVMFLEET_CONFIG`` if set, else ``<state dir>/kvmfleet.yml`` if it exist
       task_lease: 30               # seconds; a task whose owner stops renewing is recovered
       image_size_cap: 10737418240  # bytes: the largest image data the Image API (and image register) takes
       list_cache_pages: 32         # server-list pages kept rendered while the store is unchanged (0: off)
+      console_token_ttl: 600       # seconds a remote-console URL's one-time token stays valid
+      novnc_dir: /usr/share/novnc  # the noVNC client served under /console/novnc/ (Debian's novnc)
     compute:
       resize_transfer: direct      # a resize move copies the disks host to host over the hosts' root SSH
                                    # (kvm_host's kvm_host_migration_ssh); `controller`: through the controller
@@ -33,6 +35,13 @@ File: ``$KVMFLEET_CONFIG`` if set, else ``<state dir>/kvmfleet.yml`` if it exist
       live_migration_bandwidth: 0              # MiB/s cap on a live migration's stream (0: none)
       heartbeat_interval: 10       # seconds between the host refreshes `kvmfleet serve` runs (0: none)
       service_down_time: 30        # seconds without an answer before a host is down (>= 2.5 x the interval)
+    volume:                        # block storage (/volume/v3)
+      types:                       # volume types = backends, a libvirt pool of this name on every host
+        local: {pool: kvmfleet-volumes, path: /var/lib/kvmfleet/volumes}   # the default: each host's own
+        shared: {pool: kvmfleet-shared, path: /srv/volumes, shared: true}  # seen by every host (NFS...)
+        lvm: {pool: kvmfleet-lvm, pool_type: logical, vg: vg0}
+      default_type: local
+      quota: {volumes: 10, gigabytes: 1000}   # per project defaults (Cinder's)
 
 Environment: KVMFLEET_CONFIG, KVMFLEET_STATE_DIR (the state dir, see kvmfleet.paths),
 KVMFLEET_DATABASE_URL (wins over the file). Unknown keys and wrong types are errors naming the key.
@@ -112,8 +121,66 @@ class ApiSettings:
     token_expiration: int = 3600       # seconds (Keystone's [token] expiration)
     workers: int = 4                   # task worker threads in the service
     task_lease: int = 30               # seconds a running task's lease lasts; renewed while it runs
+    console_token_ttl: int = 600       # seconds a console URL's one-time token is valid (Nova's token_ttl)
+    novnc_dir: str = "/usr/share/novnc"  # noVNC's static files, served under /console/novnc/
     image_size_cap: int = 10 * 1024 ** 3  # bytes of image data accepted (Glance's image_size_cap)
     list_cache_pages: int = 32         # rendered server-list pages kept, keyed by the store's state (0: none)
+
+
+@dataclass(frozen=True)
+class VolumeType:
+    """A volume backend: a libvirt storage pool of that name on every host (``shared``: every host sees
+    the same storage there, an NFS mount or similar, so a volume never moves with its server)."""
+
+    name: str
+    pool: str
+    pool_type: str = "dir"             # dir | logical
+    path: str | None = "/var/lib/kvmfleet/volumes"  # dir pools: the directory
+    vg: str | None = None              # logical pools: the LVM volume group
+    shared: bool = False
+
+
+@dataclass(frozen=True)
+class VolumeSettings:
+    """Block storage (Cinder's job): the volume types (backends), the default one, the default quotas."""
+
+    types: Mapping[str, VolumeType] = field(default_factory=lambda: {
+        "local": VolumeType("local", "kvmfleet-volumes")})
+    default_type: str = "local"
+    volumes: int = 10        # Cinder's default quotas
+    gigabytes: int = 1000
+
+
+def _volume_settings(data: Any) -> VolumeSettings:
+    volume = _section(data, "volume", {"types", "default_type", "quota"})
+    types: dict[str, VolumeType] = {}
+    for name, spec in (_section(volume.get("types"), "volume.types", set(map(str, volume.get("types") or {})))
+                       .items()):
+        key = f"volume.types.{name}"
+        spec = _section(spec, key, {"pool", "pool_type", "path", "vg", "shared"})
+        pool_type = spec.get("pool_type", "dir")
+        if pool_type not in ("dir", "logical"):
+            raise ConfigError(f"{key}.pool_type: expected dir or logical, got {pool_type!r}")
+        for item in ("pool", "path", "vg"):
+            if item in spec and not (isinstance(spec[item], str) and spec[item]):
+                raise ConfigError(f"{key}.{item}: expected a non-empty string, got {spec[item]!r}")
+        if pool_type == "logical" and not spec.get("vg"):
+            raise ConfigError(f"{key}.vg: a logical pool needs its volume group")
+        if not isinstance(spec.get("shared", False), bool):
+            raise ConfigError(f"{key}.shared: expected true or false, got {spec['shared']!r}")
+        types[str(name)] = VolumeType(str(name), spec.get("pool", f"kvmfleet-{name}"), pool_type,
+                                      spec.get("path", VolumeType.path) if pool_type == "dir" else None,
+                                      spec.get("vg"), bool(spec.get("shared", False)))
+    defaults = VolumeSettings()
+    types = types or dict(defaults.types)
+    default_type = volume.get("default_type", "local" if "local" in types else min(types))
+    if default_type not in types:
+        raise ConfigError(f"volume.default_type: {default_type!r} is not one of the types ({', '.join(sorted(types))})")
+    quota = _section(volume.get("quota"), "volume.quota", {"volumes", "gigabytes"})
+    return VolumeSettings(types=types, default_type=default_type,
+                          volumes=_number(quota.get("volumes", defaults.volumes), "volume.quota.volumes", int, -1),
+                          gigabytes=_number(quota.get("gigabytes", defaults.gigabytes), "volume.quota.gigabytes",
+                                            int, -1))
 
 
 @dataclass(frozen=True)
@@ -134,6 +201,7 @@ class Settings:
     heartbeat_interval: float = 10.0
     service_down_time: float = 30.0
     api: ApiSettings = field(default_factory=ApiSettings)
+    volume: VolumeSettings = field(default_factory=VolumeSettings)
     config_file: Path | None = None
 
 
@@ -185,7 +253,7 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
         try:
             data = _section(loaded, "config", {"state_dir", "database", "allocation_ratios", "reserved", "quota",
-                                               "scheduler", "compute", "api"})
+                                               "scheduler", "compute", "api", "volume"})
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
     try:
@@ -229,8 +297,8 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
 
     api = _section(data.get("api"), "api", {"bind", "public_url", "region", "cert_file", "key_file",
                                             "token_expiration", "workers", "task_lease", "image_size_cap",
-                                            "list_cache_pages"})
-    for key in ("bind", "public_url", "region", "cert_file", "key_file"):
+                                            "list_cache_pages", "console_token_ttl", "novnc_dir"})
+    for key in ("bind", "public_url", "region", "cert_file", "key_file", "novnc_dir"):
         if key in api and not isinstance(api[key], str):
             raise ConfigError(f"api.{key}: expected a string, got {api[key]!r}")
     bind = env.get("KVMFLEET_API_BIND") or api.get("bind", ApiSettings.bind)
@@ -242,6 +310,8 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
         token_expiration=_number(api.get("token_expiration", 3600), "api.token_expiration", int, 10),
         workers=_number(api.get("workers", 4), "api.workers", int, 1),
         task_lease=_number(api.get("task_lease", 30), "api.task_lease", int, 5),
+        console_token_ttl=_number(api.get("console_token_ttl", 600), "api.console_token_ttl", int, 1),
+        novnc_dir=api.get("novnc_dir", ApiSettings.novnc_dir),
         image_size_cap=_number(api.get("image_size_cap", ApiSettings.image_size_cap), "api.image_size_cap", int, 1),
         list_cache_pages=_number(api.get("list_cache_pages", ApiSettings.list_cache_pages), "api.list_cache_pages",
                                  int, 0))
@@ -279,6 +349,7 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
         heartbeat_interval=heartbeat,
         service_down_time=down_time,
         api=api_settings,
+        volume=_volume_settings(data.get("volume")),
         config_file=source,
     )
 

@@ -640,3 +640,12 @@ class Task(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     __table_args__ = (Index("ix_tasks_state_created", "state", "created_at"),)
+
+
+# -- volumes (revision 0005), in a module of their own; imported here so Base.metadata has them ----------
+
+from kvmfleet.store import volume_models as _volume_models  # noqa: E402, F401
+
+# -- console tokens (revision 0006), in a module of their own ------------------------------------------
+
+from kvmfleet.store import console_models as _console_models  # noqa: E402, F401
