@@ -19,6 +19,10 @@ description:
   size, the same seed), as Nova's pre_live_migration makes them. Read-only disks (the seed) are not copied.
 - Waits for the migration, sampling libvirt's job statistics; after I(timeout) seconds the job is aborted and the
   domain keeps running here. The result carries the data transferred, the downtime libvirt measured and the samples.
+- A volume on a local pool (attached with M(kvmfleet.compute.volume_attachment)) is copied like the other disks;
+  the destination must hold it already, created by the caller with M(kvmfleet.compute.volume) (same pool, same
+  name, same size: libvirt pre-creates a missing disk only in a pool the destination has, so do not rely on it).
+  After the move the source's copy stays; delete it with M(kvmfleet.compute.volume) I(state=absent) on this host.
 - After a migration with copied storage the domain's directory under I(instances_dir) is removed from this host.
 - A domain that is not here but runs at the destination is C(changed=false).
 extends_documentation_fragment:
@@ -68,6 +72,23 @@ options:
     type: str
     choices: [inc, all, none]
     default: inc
+  shared_disks:
+    description:
+    - Absolute paths of disks of the domain that are not copied because the destination sees the same storage at
+      the same path (a volume on a shared pool, e.g. NFS). The other writable disks are copied as I(copy_storage)
+      says (libvirt's C(migrate_disks), by target name). Each path must be a disk of the domain.
+    - libvirt checks that a disk it does not copy is on a filesystem it knows as shared (NFS, GlusterFS, Ceph...)
+      and refuses the migration otherwise.
+    type: list
+    elements: str
+    default: []
+  unsafe:
+    description:
+    - Skip libvirt's safety check of the disks it does not copy (shared filesystem, cache mode), for storage the
+      caller knows is shared but libvirt cannot recognise as such (a directory several hosts see without a network
+      filesystem, as in the kvmfleet lab). Data can be lost if the destination does not really see the same storage.
+    type: bool
+    default: false
   bandwidth:
     description:
     - Cap on the migration stream in MiB/s. Default, libvirt's (no cap).
@@ -137,6 +158,7 @@ import shutil
 import threading
 import time
 import urllib.parse
+import xml.etree.ElementTree as ET
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import (
@@ -214,6 +236,11 @@ class MigrateParams:
         self.migrate_uri = _migrate_uri(params.get("migrate_uri"))
         self.live = params["live"]
         self.copy_storage = params["copy_storage"]
+        self.shared_disks = [validate_abs_path(path, "shared_disks entry") for path in params.get("shared_disks") or []]
+        if self.shared_disks and self.copy_storage == "none":
+            raise ValidationError("shared_disks is for a migration that copies the other disks; with copy_storage "
+                                  "none no disk is copied", what="shared_disks")
+        self.unsafe = bool(params.get("unsafe"))
         self.bandwidth = params.get("bandwidth")
         if self.bandwidth is not None and self.bandwidth < 1:
             raise ValidationError(f"bandwidth must be at least 1 MiB/s, got {self.bandwidth}", what="bandwidth")
@@ -221,6 +248,28 @@ class MigrateParams:
         if self.timeout < 1:
             raise ValidationError(f"timeout must be at least 1 second, got {self.timeout}", what="timeout")
         self.instances_dir = validate_abs_path(params["instances_dir"], "instances_dir")
+
+
+def migrate_disks(domain_xml, shared):
+    """Target names of the writable disks to copy: every one with a source that is not in ``shared``.
+    A ``shared`` path that is no disk of the domain is an error (a typo would copy nothing less)."""
+    root = ET.fromstring(domain_xml)
+    copy, seen = [], set()
+    for disk in root.findall("devices/disk"):
+        source, target = disk.find("source"), disk.find("target")
+        path = (source.get("file") or source.get("dev")) if source is not None else None
+        if path is None or target is None or disk.get("device", "disk") != "disk" or disk.find("readonly") is not None:
+            continue
+        path = os.path.normpath(path)
+        if path in shared:
+            seen.add(path)
+        else:
+            copy.append(target.get("dev"))
+    unknown = [path for path in shared if path not in seen]
+    if unknown:
+        raise ValidationError(f"shared_disks {', '.join(unknown)}: not a writable disk of the domain",
+                              what="shared_disks")
+    return copy
 
 
 def _stats(raw):
@@ -325,11 +374,15 @@ class MigrateManager:
             self.changed = False  # it ended just now: nothing was aborted
         self.domain = self._describe(dom, "source")
 
-    def _flags(self):
+    def _flags(self, migrate_disks=None):
         flags = (libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
                  | libvirt.VIR_MIGRATE_ABORT_ON_ERROR)
         if self.p.live:
             flags |= libvirt.VIR_MIGRATE_LIVE
+        if self.p.unsafe:
+            flags |= libvirt.VIR_MIGRATE_UNSAFE
+        if migrate_disks == []:
+            return flags  # every writable disk is shared: nothing to copy
         if self.p.copy_storage == "inc":
             flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
         elif self.p.copy_storage == "all":
@@ -345,12 +398,18 @@ class MigrateManager:
         with libvirt_errors(f"read the definition of domain {self.p.name}"):
             xml_flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
             params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = dom.XMLDesc(xml_flags)
+            live_xml = dom.XMLDesc(0)
+        if self.p.shared_disks:
+            disks = migrate_disks(live_xml, self.p.shared_disks)
+            if disks:
+                params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = disks
         return params
 
     def _migrate(self, dom):
         """migrateToURI3 in a thread; this one samples the job and aborts it after the timeout."""
         outcome = {}
-        params, flags = self._params(dom), self._flags()
+        params = self._params(dom)
+        flags = self._flags(params.get(libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS, [] if self.p.shared_disks else None))
 
         def work():
             try:
@@ -424,6 +483,8 @@ ARGUMENT_SPEC = {
     "migrate_uri": {"type": "str"},
     "live": {"type": "bool", "default": True},
     "copy_storage": {"type": "str", "choices": ["inc", "all", "none"], "default": "inc"},
+    "shared_disks": {"type": "list", "elements": "str", "default": []},
+    "unsafe": {"type": "bool", "default": False},
     "bandwidth": {"type": "int"},
     "timeout": {"type": "int", "default": 600},
     "abort": {"type": "bool", "default": False},

@@ -300,8 +300,16 @@ class VolumeManager:
         pool_name = self.p.pool["name"]
         pool = _lookup(f"look up pool {pool_name}", self.conn.storagePoolLookupByName, ERR_NO_STORAGE_POOL, pool_name)
         vol = None
-        if pool is not None:
+        if self.p.state == "present":
+            self._check_source()  # before anything is made
+        if pool is None and self.p.state == "present":
+            self.plan.append(("create pool",))
+            if not self.module.check_mode:
+                # on shared storage the volume may be there already, made by another host: look below
+                pool = self._ensure_pool(None)
+        elif pool is not None:
             self._check_pool(pool)
+        if pool is not None:
             with libvirt_errors(f"read pool {pool_name}"):
                 active = pool.isActive()
             if not active and self.p.state == "present":
@@ -314,8 +322,6 @@ class VolumeManager:
                     pool.refresh(0)
                 vol = _lookup(f"look up volume {self.p.name} in pool {pool_name}", pool.storageVolLookupByName,
                               ERR_NO_STORAGE_VOL, self.p.name)
-        elif self.p.state == "present":
-            self.plan.append(("create pool",))
         have = self._read(vol) if vol is not None else None
         steps = volume_plan(have, {"state": self.p.state, "size_gb": self.p.size_gb, "format": self.p.format})
         self.plan.extend(steps)
@@ -329,7 +335,6 @@ class VolumeManager:
                         vol.delete(0)
             return
         if have is None:
-            self._check_source()
             capacity = self.p.size_gb * GIB
             self.after = self._view("present", capacity, self.p.new_format)
             if self.module.check_mode:
@@ -337,7 +342,6 @@ class VolumeManager:
                 self.volume = {"name": self.p.name, "pool": pool_name, "path": path, "format": self.p.new_format,
                                "capacity_bytes": capacity, "allocation_bytes": 0, "attached_to": []}
                 return
-            pool = self._ensure_pool(pool)
             vol = self._create(pool, capacity)
         else:
             capacity = steps[-1][1] if steps else have["capacity_bytes"]
@@ -393,10 +397,10 @@ class VolumeManager:
     def _check_source(self):
         if self.p.source_image is None:
             return
-        self.source = base_image(self.module.run_command, self.p.source_image, self.p.source_format)
-        if self.source["virtual_size"] > self.p.size_gb * GIB:
+        source = base_image(self.module.run_command, self.p.source_image, self.p.source_format)
+        if source["virtual_size"] > self.p.size_gb * GIB:
             raise ValidationError(f"source_image {self.p.source_image} has a virtual size of "
-                                  f"{self.source['virtual_size']} bytes, more than size_gb {self.p.size_gb}",
+                                  f"{source['virtual_size']} bytes, more than size_gb {self.p.size_gb}",
                                   what="size_gb")
 
     def _create(self, pool, capacity):
