@@ -159,6 +159,10 @@ def run(bind: str | None = None, cert: str | None = None, key: str | None = None
     from kvmfleet.compute import heartbeat
 
     beats = heartbeat.register(settings)
+    from kvmfleet.compute import volume_ops
+
+    # volume operations nobody holds (a dead owner's, or a submit this process missed) run again
+    register_periodic("volume-recover", volume_ops.RECOVER_INTERVAL, volume_ops.recover)
     periodic = [Periodic(name, interval, fn) for name, (interval, fn) in periodic_jobs().items()]
     pool = WorkerPool(store, workers or settings.api.workers, periodic)
     log.info("kvmfleet serve %s:%d (pid %d, %d workers, store %s)", host, port, os.getpid(), pool.workers,
@@ -178,6 +182,11 @@ def run(bind: str | None = None, cert: str | None = None, key: str | None = None
     finally:
         log.info("kvmfleet serve stopping: no new tasks; %d running get %.0f s", pool.busy, grace)
         pool.stop(grace)
+        from kvmfleet.api import console_proxy
+
+        killed = console_proxy.kill_all()  # uvicorn closed their websockets; any ssh left goes now
+        if killed:
+            log.info("killed %d console subprocess(es) still running", killed)
         sock.close()
         if pid.is_file() and pid.read_text().strip() == str(os.getpid()):
             pid.unlink(missing_ok=True)

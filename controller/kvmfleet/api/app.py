@@ -37,8 +37,20 @@ class RequestMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         path = scope.get("path", "")
-        compute = faults.service_of(path) == "compute"
+        service = faults.service_of(path)
+        compute = service == "compute"
         extra = [(b"x-openstack-request-id", rid.encode())]
+        if service == "volume":  # Cinder's microversions: OpenStack-API-Version: volume 3.x
+            from kvmfleet.api import volume
+
+            try:
+                state["microversion"] = volume.version_from(Request(scope).headers)
+            except microversion.InvalidVersion as exc:
+                response = faults.fault_response(Request(scope), exc.status, str(exc))
+                response.raw_headers.extend(extra)
+                await response(scope, receive, send)
+                return
+            extra.extend(volume.response_headers(state["microversion"]))
         if compute:
             extra.append((b"x-compute-request-id", rid.encode()))
             request = Request(scope)
@@ -72,7 +84,7 @@ class RequestMiddleware:
 
 
 def create_app(store: Any = None, settings: Any = None) -> FastAPI:
-    from kvmfleet.api import compute, identity, image, network
+    from kvmfleet.api import compute, console_proxy, identity, image, network, volume
 
     if store is None:
         from kvmfleet.store import get_store
@@ -88,8 +100,10 @@ def create_app(store: Any = None, settings: Any = None) -> FastAPI:
         settings = get_settings()
     app.state.page_cache = PageCache(settings.api.list_cache_pages)
     faults.install(app)
-    for module in (identity, compute, image, network):
+    for module in (identity, compute, image, network, volume):
         for router in module.routers():
             app.include_router(router)
+    app.include_router(console_proxy.router)
+    console_proxy.mount_novnc(app, settings.api.novnc_dir)
     app.add_middleware(RequestMiddleware)
     return app

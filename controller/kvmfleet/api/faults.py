@@ -81,7 +81,7 @@ def service_of(path: str) -> str:
 
 def body_for(service: str, status: int, message: str, kind: str | None = None) -> dict[str, Any]:
     title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    if service == "compute":
+    if service in ("compute", "volume"):  # Cinder's faults have Nova's shape
         name = NOVA_FAULT_NAMES.get(status, "computeFault")
         return {name: {"code": status, "message": message}}
     if service == "identity" or service == "root":
@@ -171,6 +171,8 @@ def install(app: FastAPI) -> None:
         if mapped is None:
             return unexpected(request, exc)
         status, kind = mapped
+        if kind == "OverQuota" and service_of(request.url.path) == "volume":
+            status = 413  # Cinder's VolumeSizeExceedsAvailableQuota / VolumeLimitExceeded
         return fault_response(request, status, getattr(exc, "msg", None) or str(exc), kind)
 
     for cls in _layer_errors():

@@ -27,12 +27,14 @@ def _register() -> None:
         server,
         server_group,
         user,
+        volume,
     )
 
     app.add_typer(server.app, name="server", help="Servers (instances): create, list, lifecycle actions.")
     app.add_typer(flavor.app, name="flavor", help="Flavors (instance sizes).")
     app.add_typer(image.app, name="image", help="Guest images.")
     app.add_typer(server_group.app, name="server-group", help="Server groups (affinity policies).")
+    app.add_typer(volume.app, name="volume", help="Volumes (block storage): create, attach, extend, delete.")
     app.add_typer(host.app, name="host", help="Compute hosts.")
     app.add_typer(project.app, name="project", help="Projects (tenants).")
     app.add_typer(identity.app, name="identity", help="Identity (Keystone v3): bootstrap, token purge.")

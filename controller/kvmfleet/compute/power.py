@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from kvmfleet import executor
-from kvmfleet.compute import actions
+from kvmfleet.compute import actions, volume_ops
 from kvmfleet.compute.common import (
     DELETE_TASK,
     GIB,
@@ -118,15 +118,17 @@ def run_delete(store: Any, begun: list[Begun]) -> dict[str, str]:
         now = utcnow()
         job_id = result.id if result and on_hosts[b.uuid] else None
 
-        def deleted(session: Any, b: Begun = b, now: Any = now, job_id: str | None = job_id) -> None:
+        def deleted(session: Any, b: Begun = b, now: Any = now, job_id: str | None = job_id) -> list[str]:
             store_api.save_instance(session, b.uuid, {"vm_state": VmState.DELETED, "task_state": None,
                                                       "power_state": PowerState.NOSTATE, "terminated_at": now,
                                                       "deleted_at": now}, expected_task_state=TaskState.DELETING)
             release_in(session, b.uuid)
             actions.finish_event(session, b.event_id, True, job_id=job_id)
             actions.finish_action(session, b.action_id)
+            return volume_ops.release_in(session, b.uuid)  # its volumes detached (their domain is gone)
 
-        store.run_in_transaction(deleted)
+        for volume_id in store.run_in_transaction(deleted):  # delete_on_termination
+            volume_ops.run_logged(store, volume_id)
     return errors
 
 

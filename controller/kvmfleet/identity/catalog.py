@@ -1,4 +1,4 @@
-"""The service catalog: one kvmfleet service answers for identity, compute, image and network, on one
+"""The service catalog: one kvmfleet service answers for identity, compute, image, network and block storage, on one
 port with DevStack's paths. Endpoints are built from ``api.public_url`` or the request's base URL; ids
 are stable (uuid5 of the service type and interface), so the catalog, /v3/services and /v3/endpoints
 agree across requests and restarts."""
@@ -33,6 +33,9 @@ SERVICES = (
     Service("compute", "nova", "/compute/v2.1", "Nova Compute Service"),
     Service("image", "glance", "/image", "Glance Image Service"),
     Service("network", "neutron", "/network", "Neutron Networking Service"),
+    # Cinder v3 without the project id in the path (Cinder takes both); listed under both of its types
+    Service("block-storage", "cinder", "/volume/v3", "Cinder Volume Service"),
+    Service("volumev3", "cinderv3", "/volume/v3", "Cinder Volume Service V3"),
 )
 
 

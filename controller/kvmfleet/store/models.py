@@ -642,10 +642,8 @@ class Task(Base):
     __table_args__ = (Index("ix_tasks_state_created", "state", "created_at"),)
 
 
-# -- volumes (revision 0005), in a module of their own; imported here so Base.metadata has them ----------
+# -- volumes (revision 0005) and console tokens (revision 0006), in modules of their own; imported here so
+# Base.metadata has them -------------------------------------------------------------------------------------
 
-from kvmfleet.store import volume_models as _volume_models  # noqa: E402, F401
-
-# -- console tokens (revision 0006), in a module of their own ------------------------------------------
-
-from kvmfleet.store import console_models as _console_models  # noqa: E402, F401
+from kvmfleet.store import console_models as _console_models  # noqa: F401
+from kvmfleet.store import volume_models as _volume_models  # noqa: F401

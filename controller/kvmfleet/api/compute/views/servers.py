@@ -205,7 +205,9 @@ class ServerView:
             out["OS-EXT-STS:task_state"] = str(inst.task_state) if inst.task_state else None
             out["OS-EXT-STS:vm_state"] = str(inst.vm_state)
             out["OS-EXT-STS:power_state"] = PowerState(inst.power_state).code
-            out["os-extended-volumes:volumes_attached"] = []
+            out["os-extended-volumes:volumes_attached"] = [
+                {"id": vid, "delete_on_termination": dot} if self.at["2.3"] else {"id": vid}
+                for vid, dot in self.rel.attached(inst)]
         if self.at["2.9"]:
             out["locked"] = bool(inst.locked)
         if full and self.at["2.16"] and self.admin:
