@@ -383,3 +383,20 @@ def console_log(server: str, lines: int = typer.Option(50, "--lines", "-n", min=
 
     with errors_as_one_line():
         sys.stdout.write(api.console_log(_store(), server, lines, project) + "\n")
+
+
+@app.command("console")
+def console_(server: str, project: str = PROJECT_OPTION) -> None:
+    """Attach the server's serial console in this terminal (Ctrl-] to leave, as virsh console).
+
+    Runs `virsh console --force` on the server's host over SSH, with the connection vars Ansible uses
+    (host key checking on); another session on that console is taken over."""
+    from kvmfleet.compute import consoles
+
+    with errors_as_one_line():
+        target = consoles.cli_target(_store(), server, project)
+    err_console.print(f"server {escape(server)}: serial console on host {escape(target.host.name)} "
+                      "(Ctrl-] to leave)", highlight=False)
+    rc = subprocess.call(consoles.serial_argv(target.host, target.domain, tty=True))
+    if rc:  # ssh's own failure is 255, virsh's is 1
+        raise typer.Exit(rc)

@@ -121,12 +121,20 @@ fi
 say "ready hostname=$hostname ip=$ip instance-id=$instance_id"
 : > /run/ready
 
-# An optional shell on the console (kvmfleet.shell=1 on the kernel command line).
-if grep -qw 'kvmfleet.shell=1' /proc/cmdline; then
+# A root shell on the serial console, as CirrOS gives a login there (so the serial console takes
+# input), and one on the screen (the VNC display). Each starts again when it exits. The shell is the
+# session leader that opens the tty, so the tty becomes its controlling terminal (Ctrl-C works).
+export PS1="$hostname# "
+console_shell() {
     while :; do
-        setsid cttyhack sh
+        setsid sh -c "exec sh -i <$1 >$1 2>&1"
         sleep 1
     done &
+}
+console_shell /dev/ttyS0
+if [ -e /dev/tty1 ]; then
+    echo "kvmfleet-guest $hostname ip=$ip instance-id=$instance_id" > /dev/tty1
+    console_shell /dev/tty1
 fi
 
 while :; do

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from kvmfleet.api import policy
 from kvmfleet.api.compute import PREFIX
 from kvmfleet.api.compute.schemas import migrate_server as migrate_schemas
+from kvmfleet.api.compute.schemas import remote_consoles as console_schemas
 from kvmfleet.api.compute.schemas import servers as schemas
 from kvmfleet.api.compute.schemas.types import FORMATS, as_bool, int_param
 from kvmfleet.api.compute.servers import find
@@ -225,7 +226,8 @@ def _evacuate(request: Request, ctx: RequestContext, server_id: str, body: dict[
 
 
 ACTION_DOC = {**schemas.ACTION_DOC, "properties": {**schemas.ACTION_DOC["properties"],
-                                                   **migrate_schemas.DOC_PROPERTIES}}
+                                                   **migrate_schemas.DOC_PROPERTIES,
+                                                   **console_schemas.DOC_PROPERTIES}}
 
 
 @router.post("/servers/{server_id}/action", openapi_extra=openapi_body(ACTION_DOC))
@@ -260,4 +262,8 @@ def server_action(server_id: str, request: Request, body: Any = BODY, ctx: Reque
         return _migrate_live(request, ctx, server_id, body)
     if name == "evacuate":
         return _evacuate(request, ctx, server_id, body)
+    if name in console_schemas.ACTIONS:
+        from kvmfleet.api.compute import remote_consoles
+
+        return remote_consoles.action(request, ctx, server_id, name, body)
     raise BadRequest(f"There is no such action: {name}")
