@@ -37,7 +37,7 @@ File: ``$KVMFLEET_CONFIG`` if set, else ``<state dir>/kvmfleet.yml`` if it exist
       service_down_time: 30        # seconds without an answer before a host is down (>= 2.5 x the interval)
     volume:                        # block storage (/volume/v3)
       types:                       # volume types = backends, a libvirt pool of this name on every host
-        local: {pool: kvmfleet-volumes, path: /var/lib/kvmfleet/volumes}   # the default: each host's own
+        local: {pool: kvmfleet-volumes, path: /var/lib/libvirt/kvmfleet/volumes}  # the default: each host's own
         shared: {pool: kvmfleet-shared, path: /srv/volumes, shared: true}  # seen by every host (NFS...)
         lvm: {pool: kvmfleet-lvm, pool_type: logical, vg: vg0}
       default_type: local
@@ -135,7 +135,7 @@ class VolumeType:
     name: str
     pool: str
     pool_type: str = "dir"             # dir | logical
-    path: str | None = "/var/lib/kvmfleet/volumes"  # dir pools: the directory
+    path: str | None = "/var/lib/libvirt/kvmfleet/volumes"  # dir pools: the directory
     vg: str | None = None              # logical pools: the LVM volume group
     shared: bool = False
 

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy import update as sql_update
 
 from kvmfleet import executor
-from kvmfleet.compute import actions, migrations
+from kvmfleet.compute import actions, migrations, volume_ops
 from kvmfleet.compute.common import (
     Begun,
     begin_in,
@@ -174,6 +174,7 @@ def run(store: Any, b: Begun, migration_id: int, requested: str | None) -> str:
         ev = actions.start_event(session, b.action_id, "compute_live_migration", host=source)
     if where == dest:
         _moved(store, b, migration_id, dest, stats, result.id, ev.id)
+        volume_ops.moved_with_server(store, b.uuid, source, dest)
         return status_of(store, b.uuid)
     error = result.error_for(source) if not result.host(source).ok else result.error_for(dest)
     error = error or "failed"
@@ -209,10 +210,11 @@ def _run_job(store: Any, b: Begun, source: str, dest: str, address: str,
         spec = domain_spec(session, inst, image)
         user_data = {b.uuid: inst.config["user_data"]} if inst.config.get("user_data") is not None else {}
         inv = hosts_inventory(session, [source, dest])
+        volumes = volume_ops.migration_volumes(session, b.uuid)
     job = new_job("instance_live_migrate.yml", inv, {
         "kvmfleet_migration": {"source": source, "dest": dest, "dest_address": address,
                                "timeout": _timeout(settings, fields),
-                               "bandwidth": settings.live_migration_bandwidth, "instance": spec},
+                               "bandwidth": settings.live_migration_bandwidth, "instance": spec, **volumes},
         "kvmfleet_user_data": user_data})
     job.secret_vars = ("kvmfleet_user_data",)
     return run_job(job)

@@ -158,6 +158,10 @@ def _record(session: Any, op: str, key: str, *, project_id: str | None, user_id:
     if op not in OPS:
         raise InvalidRequest(f"unknown operation {op!r} (known: {', '.join(OPS)})")
     inst = find_instance(session, key, project_id)
+    if op in ("resize", "migrate", "evacuate", "rebuild"):
+        from kvmfleet.compute.volume_ops import refuse_with_volumes
+
+        refuse_with_volumes(session, inst, op)
     if op == "reset_state":
         power.reset_state_in(session, inst, bool(params.get("active")), request_id, user_id)
         _cancel_others(session, inst.uuid, "superseded by reset-state")

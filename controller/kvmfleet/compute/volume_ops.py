@@ -206,8 +206,9 @@ def _move(store: Any, snap: dict[str, Any], source: str, dest: str) -> None:
                          "dir pools move between hosts; attach it to a server on that host")
     with tempfile.TemporaryDirectory(prefix="kvmfleet-volume-") as tmp:
         path = os.path.join(tmp, snap["spec"]["name"])
-        step(store, source, "fetch", snap["spec"], kvmfleet_volume_file=path)
-        step(store, dest, "put", snap["spec"], kvmfleet_volume_file=path)
+        where = volume_path(snap["spec"])
+        step(store, source, "fetch", snap["spec"], kvmfleet_volume_file=path, kvmfleet_volume_path=where)
+        step(store, dest, "put", snap["spec"], kvmfleet_volume_file=path, kvmfleet_volume_path=where)
 
     def moved(session: Any) -> None:
         session.execute(update(Volume).where(Volume.id == snap["id"]).values(host=dest)
@@ -320,3 +321,60 @@ def server_volumes(session: Any, inst: Instance) -> list[dict[str, Any]]:
     return [{"id": att.volume_id, "delete_on_termination": att.delete_on_termination, "device": att.device}
             for att in session.scalars(select(VolumeAttachment).where(VolumeAttachment.instance_uuid == inst.uuid)
                                        .order_by(VolumeAttachment.created_at)).all()]
+
+
+# -- servers that move ---------------------------------------------------------------------------------
+
+
+def volume_path(spec: dict[str, Any]) -> str:
+    """Where the volume is on a host: <dir>/<name> in a dir pool, /dev/<vg>/<name> in a logical one."""
+    if spec["pool_type"] == "logical":
+        return f"/dev/{spec['pool_vg']}/{spec['name']}"
+    return f"{spec['pool_path'].rstrip('/')}/{spec['name']}"
+
+
+def migration_volumes(session: Any, instance_uuid: str) -> dict[str, Any]:
+    """For a live migration: the local volumes the destination makes (empty, same pool, name and size) for
+    libvirt to copy into, and the paths of the shared ones, which are not copied."""
+    local, shared = [], []
+    for att in session.scalars(select(VolumeAttachment).where(VolumeAttachment.instance_uuid == instance_uuid)).all():
+        spec = spec_of(att.volume)
+        if att.volume.host is None:
+            shared.append(volume_path(spec))
+        else:
+            local.append({**spec, "path": volume_path(spec)})
+    return {"volumes": local, "shared_disks": shared}
+
+
+def moved_with_server(store: Any, instance_uuid: str, source: str, dest: str) -> None:
+    """After a live migration: the server's volumes and attachments are on `dest`; each local volume's copy
+    on `source` goes (its domain left with the migration)."""
+
+    def move(session: Any) -> list[dict[str, Any]]:
+        left = []
+        for att in session.scalars(select(VolumeAttachment)
+                                   .where(VolumeAttachment.instance_uuid == instance_uuid)).all():
+            att.host = dest
+            if att.volume.host is not None:
+                att.volume.host = dest
+                left.append(spec_of(att.volume))
+        return left
+
+    for spec in store.run_in_transaction(move):
+        try:
+            step(store, source, "absent", spec)
+        except StepFailed as exc:  # a stale copy on the source: reported, never the volume itself
+            log.warning("volume %s: its old copy on %s stays after the live migration: %s", spec["name"], source,
+                        exc.msg)
+
+
+def refuse_with_volumes(session: Any, inst: Instance, op: str) -> None:
+    """Moves that rebuild the domain from its flavor (resize, cold migration, evacuate, rebuild) would
+    leave its volumes behind: refused while volumes are attached (live migration carries them)."""
+    from kvmfleet.compute.errors import InvalidInstanceState
+
+    count = len(session.scalars(select(VolumeAttachment.id).where(VolumeAttachment.instance_uuid == inst.uuid))
+                .all())
+    if count:
+        raise InvalidInstanceState(f"Cannot '{op}' instance {inst.uuid} while it has {count} volume(s) attached: "
+                                   "detach them first (live migration carries them)")

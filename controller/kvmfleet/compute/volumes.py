@@ -26,13 +26,14 @@ from kvmfleet import quota
 from kvmfleet.compute.common import find_instance
 from kvmfleet.compute.errors import InvalidInstanceState, InvalidRequest
 from kvmfleet.config import VolumeType, get_settings
-from kvmfleet.store.errors import Conflict, NotFound
+from kvmfleet.store.errors import NotFound
 from kvmfleet.store.models import Host, Image, Instance, Quota, QuotaDefault
 from kvmfleet.store.states import HostState, VmState
 from kvmfleet.store.volume_models import Volume, VolumeAttachment
 
 RESOURCES = ("volumes", "gigabytes")
 MAX_SIZE_GB = 16384
+# Cinder answers InvalidVolume (400) for an operation the volume's status does not allow
 BUSY = ("creating", "attaching", "detaching", "extending", "deleting", "maintenance", "reserved")
 # Cinder: a volume can be deleted when available, error, error_restoring, error_extending (and in-use never)
 DELETABLE = ("available", "error", "error_extending", "error_deleting")
@@ -188,7 +189,7 @@ def record_create(session: Session, *, project_id: str, user_id: str | None, siz
 
 def _busy(vol: Volume, doing: str) -> None:
     if vol.status in BUSY:
-        raise Conflict(f"Invalid volume: volume {vol.id} is {vol.status}; cannot {doing} it now.", volume=vol.id)
+        raise InvalidRequest(f"Invalid volume: volume {vol.id} is {vol.status}; cannot {doing} it now.")
 
 
 def record_extend(session: Session, vol: Volume, new_size: Any) -> int:
@@ -196,8 +197,8 @@ def record_extend(session: Session, vol: Volume, new_size: Any) -> int:
     size_gb = _size(new_size, "new_size")
     _busy(vol, "extend")
     if vol.status not in ("available", "in-use"):
-        raise Conflict(f"Invalid volume: volume {vol.id} status must be available or in-use to extend, "
-                       f"but current status is: {vol.status}.", volume=vol.id)
+        raise InvalidRequest(f"Invalid volume: volume {vol.id} status must be available or in-use to extend, "
+                       f"but current status is: {vol.status}.")
     if size_gb <= vol.size_gb:
         raise InvalidRequest(f"Invalid input received: New size for extend must be greater than current size. "
                              f"(current: {vol.size_gb}, extended: {size_gb}).")
@@ -210,16 +211,16 @@ def record_extend(session: Session, vol: Volume, new_size: Any) -> int:
 
 def record_delete(session: Session, vol: Volume, *, cascade: bool = False) -> None:
     if vol.attachment is not None or vol.status == "in-use":
-        raise Conflict(f"Invalid volume: Volume status must be available or error or error_restoring or "
+        raise InvalidRequest(f"Invalid volume: Volume status must be available or error or error_restoring or "
                        f"error_extending or error_managing and must not be migrating, attached, belong to a group, "
                        f"have snapshots, awaiting a transfer, or be disassociated from snapshots after volume "
                        f"transfer. (volume {vol.id} is {vol.status}, attached to server "
-                       f"{vol.attachment.instance_uuid if vol.attachment else '?'})", volume=vol.id)
+                       f"{vol.attachment.instance_uuid if vol.attachment else '?'})")
     if vol.status == "deleting":
         return
     if vol.status not in DELETABLE and not (cascade and vol.status == "creating" and vol.op_owner is None):
-        raise Conflict(f"Invalid volume: volume {vol.id} status must be available or error to delete, "
-                       f"but current status is: {vol.status}.", volume=vol.id)
+        raise InvalidRequest(f"Invalid volume: volume {vol.id} status must be available or error to delete, "
+                       f"but current status is: {vol.status}.")
     vol.status, vol.op_owner, vol.op_params = "deleting", None, {"op": "delete"}
     session.flush()
 
@@ -274,8 +275,8 @@ def record_detach(session: Session, inst: Instance, volume_id: str) -> Volume:
     if att.boot_index == 0:
         raise InvalidRequest(f"Can't detach root device volume {volume_id} of server {inst.uuid}")
     if vol.status != "in-use":
-        raise Conflict(f"Invalid volume: volume {vol.id} status must be in-use to detach, but current status "
-                       f"is: {vol.status}", volume=vol.id)
+        raise InvalidRequest(f"Invalid volume: volume {vol.id} status must be in-use to detach, but current status "
+                       f"is: {vol.status}")
     if inst.task_state is not None:
         raise InvalidInstanceState(f"Cannot 'detach_volume' instance {inst.uuid} while it is in task_state "
                                    f"{inst.task_state}")
