@@ -123,6 +123,13 @@ def read_until(ws: Any, pattern: str, timeout: float = 60) -> str:
     raise AssertionError(f"{pattern!r} not seen within {timeout}s; got {seen[-2000:]!r}")
 
 
+def attached(ws: Any, binary: bool = True) -> None:
+    """Wait for virsh's banner (input typed before it is lost), then for the guest shell's prompt."""
+    read_until(ws, r"Escape character is")
+    ws.send(b"\r" if binary else "\r")
+    read_until(ws, r"# ")
+
+
 def ssh_children(pid: int) -> list[int]:
     """ssh processes started by `pid` (the service); they run in sessions of their own."""
     out = []
@@ -235,8 +242,31 @@ def test_another_projects_server_is_404(compute_service: Service, users: dict[st
 # -- VNC in a real browser ----------------------------------------------------------------------------
 
 
-def test_novnc_in_chromium(compute_service: Service, servers: dict[str, str], tmp_path: Path) -> None:
+def console_log(c: httpx.Client, sid: str) -> str:
+    r = c.post(f"/compute/v2.1/servers/{sid}/action", json={"os-getConsoleOutput": {"length": 100}})
+    assert r.status_code == 200, r.text
+    return r.json()["output"]
+
+
+def vnc_type(page: Any, text: str) -> None:
+    """Type as a person does: Shift held for the shifted characters (QEMU turns each key into the
+    guest's scancode, so a bare '$' keysym would arrive as '4')."""
+    for ch in text:
+        if ch in '~!@#$%^&*()_+{}|:"<>?' or ch.isupper():
+            page.keyboard.down("Shift")
+            page.keyboard.type(ch)
+            page.keyboard.up("Shift")
+        elif ch == "\n":
+            page.keyboard.press("Enter")
+        else:
+            page.keyboard.type(ch)
+
+
+def test_novnc_in_chromium(compute_service: Service, users: dict[str, httpx.Client], servers: dict[str, str],
+                           tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
+
+    users_a = users["a"]
 
     shown = compute_service.openstack("console", "url", "show", "--novnc", servers["vm1"], cloud=A, as_json=True)
     assert shown["type"] == "novnc", shown
@@ -267,6 +297,15 @@ def test_novnc_in_chromium(compute_service: Service, servers: dict[str, str], tm
             shot = tmp_path / "novnc.png"
             page.screenshot(path=str(shot))
             assert shot.stat().st_size > 5000
+            # keys typed in the browser reach the guest's screen shell: it writes to the serial log
+            page.click("#screen canvas")
+            vnc_type(page, "echo vnc-$((6*7))-typed > /dev/ttyS0\n")
+            deadline = time.monotonic() + 60
+            while "vnc-42-typed" not in console_log(users_a, servers["vm1"]):
+                if time.monotonic() > deadline:
+                    page.screenshot(path=str(tmp_path / "typed.png"))
+                    raise AssertionError(f"what was typed in noVNC never reached the guest (see {tmp_path})")
+                time.sleep(1)
             # the same URL again: the token is spent, noVNC cannot connect
             again = browser.new_page()
             again.goto(url)
@@ -289,9 +328,7 @@ def test_serial_console_takes_input(compute_service: Service, servers: dict[str,
     assert shown["type"] == "serial" and url.startswith("ws://127.0.0.1:")
     with connect(url, subprotocols=["binary"], open_timeout=30) as ws:
         assert ws.subprotocol == "binary"
-        time.sleep(1)
-        ws.send(b"\r")
-        read_until(ws, r"# ")
+        attached(ws)
         ws.send(b"echo kvm$((6*7))fleet; uname -s\r")
         seen = read_until(ws, r"kvm42fleet\s+Linux")
         assert "kvm$((6*7))fleet" in seen  # the shell echoed what was typed, then ran it
@@ -305,7 +342,7 @@ def test_serial_text_frames(compute_service: Service, users: dict[str, httpx.Cli
     """Without the binary subprotocol the console speaks text frames."""
     with connect(console_url(users["a"], servers["vm2"]), open_timeout=30) as ws:
         assert ws.subprotocol is None
-        time.sleep(1)
+        attached(ws, binary=False)
         ws.send("echo text-$((40+2))\r")
         assert "text-42" in read_until(ws, r"text-42")
 
@@ -322,6 +359,7 @@ def test_token_for_another_server_or_protocol_is_refused(users: dict[str, httpx.
     assert "unknown token" in refused(url.rsplit("?", 1)[0])
     # refusals spend nothing: the token still opens its own server's console, once
     with connect(url, open_timeout=30) as ws:
+        attached(ws, binary=False)
         ws.send("echo still-$((1+1))\r")
         read_until(ws, r"still-2")
     assert "token already used" in refused(url)
@@ -417,17 +455,17 @@ def test_expired_token_and_service_stop(service_factory: Any, lab_inventory: Pat
         time.sleep(4)
         assert "token expired" in refused(url)
         # an open console when the service stops: its ssh goes with it
-        ws = connect(console_url(c, sid), open_timeout=30)
-        ws.send("echo alive\r")
-        read_until(ws, r"alive")
-        ssh = ssh_children(ws_proc_pid(svc))
-        assert len(ssh) == 1
-        svc.stop()
-        deadline = time.monotonic() + 15
-        while Path(f"/proc/{ssh[0]}").exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not Path(f"/proc/{ssh[0]}").exists(), "the console's ssh outlived the service"
-        ws.close()
+        with connect(console_url(c, sid), open_timeout=30) as ws:
+            attached(ws, binary=False)
+            ws.send("echo alive\r")
+            read_until(ws, r"alive")
+            ssh = ssh_children(ws_proc_pid(svc))
+            assert len(ssh) == 1
+            svc.stop()
+            deadline = time.monotonic() + 15
+            while Path(f"/proc/{ssh[0]}").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not Path(f"/proc/{ssh[0]}").exists(), "the console's ssh outlived the service"
         svc.start()
     finally:
         if svc.proc is None:
