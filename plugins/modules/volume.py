@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: volume
 short_description: Desired state of one block-storage volume on a libvirt storage pool
-version_added: 0.3.0
+version_added: 0.2.0
 author:
   - kvmfleet developers (@kvmfleet)
 description:

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: volume_attachment
 short_description: Attach a volume to a libvirt domain as a virtio disk, or detach it
-version_added: 0.3.0
+version_added: 0.2.0
 author:
   - kvmfleet developers (@kvmfleet)
 description:

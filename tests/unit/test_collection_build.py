@@ -38,7 +38,7 @@ def test_collection_builds_installs_and_documents_its_modules(tmp_path):
     run([BIN / "ansible-galaxy", "collection", "install", "--force", "-p", str(dest), str(tarball)])
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(dest))
     env.pop("ANSIBLE_CONFIG", None)
-    for module in ("domain", "domain_info", "host_facts", "image"):
+    for module in ("domain", "domain_info", "host_facts", "image", "volume", "volume_attachment"):
         doc = run([BIN / "ansible-doc", "-t", "module", f"kvmfleet.compute.{module}"], env=env, cwd=str(tmp_path))
         assert f"kvmfleet.compute.{module}" in doc.stdout
     listing = run([BIN / "ansible-doc", "-l", "kvmfleet.compute"], env=env, cwd=str(tmp_path)).stdout
