@@ -21,7 +21,7 @@ description:
   domain keeps running here. The result carries the data transferred, the downtime libvirt measured and the samples.
 - A volume on a local pool (attached with M(kvmfleet.compute.volume_attachment)) is copied like the other disks;
   the destination must hold it already, created by the caller with M(kvmfleet.compute.volume) (same pool, same
-  name, same size: libvirt pre-creates a missing disk only in a pool the destination has, so do not rely on it).
+  name, same size; libvirt 9 refuses to pre-create a missing disk for an incremental storage copy).
   After the move the source's copy stays; delete it with M(kvmfleet.compute.volume) I(state=absent) on this host.
 - After a migration with copied storage the domain's directory under I(instances_dir) is removed from this host.
 - A domain that is not here but runs at the destination is C(changed=false).
