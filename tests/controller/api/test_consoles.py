@@ -124,10 +124,17 @@ def read_until(ws: Any, pattern: str, timeout: float = 60) -> str:
 
 
 def attached(ws: Any, binary: bool = True) -> None:
-    """Wait for virsh's banner (input typed before it is lost), then for the guest shell's prompt."""
+    """Wait for virsh's banner, then press Enter until the guest shell's prompt shows: what arrives while
+    virsh makes its terminal raw is flushed (TCSAFLUSH), as a person would press Enter again."""
     read_until(ws, r"Escape character is")
-    ws.send(b"\r" if binary else "\r")
-    read_until(ws, r"# ")
+    for _attempt in range(10):
+        ws.send(b"\r" if binary else "\r")
+        try:
+            read_until(ws, r"# ", timeout=5)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError("no shell prompt on the serial console after 10 Enters")
 
 
 def ssh_children(pid: int) -> list[int]:
@@ -395,10 +402,10 @@ def test_cli_server_console(compute_service: Service, servers: dict[str, str]) -
         os.execv(str(KVMFLEET), [str(KVMFLEET), "server", "console", servers["vm1"]])
     seen = b""
 
-    def expect(pattern: bytes, timeout: float = 60) -> None:
+    def expect(pattern: bytes, timeout: float = 60, start: int = 0) -> None:
         nonlocal seen
         deadline = time.monotonic() + timeout
-        while not re.search(pattern, seen):
+        while not re.search(pattern, seen[start:]):
             left = deadline - time.monotonic()
             assert left > 0, f"{pattern!r} not seen; got {seen[-2000:]!r}"
             ready, _, _ = select.select([fd], [], [], left)
@@ -411,9 +418,14 @@ def test_cli_server_console(compute_service: Service, servers: dict[str, str]) -
     try:
         expect(rb"Ctrl-\] to leave")
         expect(rb"Escape character is \^\]")
-        time.sleep(1)
-        os.write(fd, b"\r")
-        expect(rb"# ")
+        for _attempt in range(10):  # Enter typed while virsh makes the terminal raw is flushed: again
+            mark = len(seen)
+            os.write(fd, b"\r")
+            try:
+                expect(rb"# ", timeout=5, start=mark)
+                break
+            except AssertionError:
+                continue
         os.write(fd, b"echo cli-$((20+22))\r")
         expect(rb"cli-42")
         os.write(fd, b"\x1d")  # Ctrl-]
