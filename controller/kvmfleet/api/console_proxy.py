@@ -32,12 +32,24 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocketDisconnect
 
+from kvmfleet.service import register_periodic
+
 log = logging.getLogger("kvmfleet.api.console")
+PURGE_INTERVAL = 600.0  # seconds between sweeps of the tokens that expired an hour ago or more
 
 router = APIRouter()
 READ_SIZE = 65536
 _children: set[int] = set()  # pids (= process groups) of the running console subprocesses
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _purge_tokens(store: Any) -> None:
+    from kvmfleet.compute import consoles
+
+    consoles.purge_expired(store)
+
+
+register_periodic("console_token_purge", PURGE_INTERVAL, _purge_tokens)
 
 
 def _die_with_parent() -> None:
