@@ -171,7 +171,7 @@ async def _pump(ws: WebSocket, argv: list[str], text: bool) -> None:
             reason = f"console ended: {err[-1] if err else f'exit {proc.returncode}'}"[:120]
         try:
             await ws.close(code=1000 if not reason else 1011, reason=reason)
-        except (RuntimeError, ConnectionError, OSError):
+        except (WebSocketDisconnect, RuntimeError, ConnectionError, OSError):
             pass  # the client is gone already
 
 
