@@ -174,7 +174,12 @@ class DomainParams:
         size_gb = root.get("size_gb")
         if size_gb is not None and size_gb < 1:
             raise ValidationError(f"root_disk size_gb must be at least 1, got {size_gb}")
-        return {"image": image, "path": path, "size_gb": size_gb, "format": root.get("format") or "qcow2"}
+        volume = root.get("volume")
+        if volume is not None:
+            volume = validate_abs_path(volume, "root_disk volume")
+            validate_name(os.path.basename(volume), "root_disk volume file name")
+        return {"image": image, "path": path, "size_gb": size_gb, "format": root.get("format") or "qcow2",
+                "volume": volume, "volume_format": root.get("volume_format") or "qcow2"}
 
 
 class DomainManager:
@@ -303,9 +308,17 @@ class DomainManager:
                 active = self.conn.networkLookupByName(nic["network"]).isActive()
             if not active:
                 raise InvalidState("network {} is not active; domain {} could not start on it".format(nic["network"], self.p.name), network=nic["network"])
-        base = base_image(self.module.run_command, self.p.root_disk["path"], self.p.root_disk["format"])
+        volume = self.p.root_disk["volume"]
+        if volume is not None:
+            # boot from volume: the volume is the root disk as it is (made from the image by the volume
+            # module); the domain neither creates nor deletes it
+            if not os.path.exists(volume):
+                raise InvalidState(f"root_disk volume {volume} of domain {self.p.name} does not exist", path=volume)
+            base = {"path": self.p.root_disk["path"], "format": self.p.root_disk["format"], "virtual_size": 0}
+        else:
+            base = base_image(self.module.run_command, self.p.root_disk["path"], self.p.root_disk["format"])
         size_bytes = base["virtual_size"]
-        if self.p.root_disk["size_gb"] is not None:
+        if volume is None and self.p.root_disk["size_gb"] is not None:
             size_bytes = self.p.root_disk["size_gb"] * GIB
             if size_bytes < base["virtual_size"]:
                 raise ValidationError(f"root_disk size_gb {self.p.root_disk['size_gb']} is smaller than base image "
@@ -313,7 +326,9 @@ class DomainManager:
         base["root_size"] = size_bytes
         domain_uuid = self.p.uuid or str(uuidlib.uuid4())
         d = self.p.instance_dir
-        disks = [{"path": os.path.join(d, "disk"), "format": "qcow2", "bus": "virtio", "kind": "root"}]
+        disks = [{"path": os.path.join(d, "disk"), "format": "qcow2", "bus": "virtio", "kind": "root"}
+                 if volume is None else
+                 {"path": volume, "format": self.p.root_disk["volume_format"], "bus": "virtio", "kind": "volume"}]
         for i, extra in enumerate(self.p.disks):
             disks.append({"path": os.path.join(d, f"disk.eph{i}"), "format": "qcow2", "bus": extra["bus"],
                           "kind": "empty", "size_gb": extra["size_gb"]})
@@ -321,14 +336,14 @@ class DomainManager:
             disks.append({"path": os.path.join(d, "disk.config"), "format": "raw", "bus": "virtio",
                           "readonly": True, "kind": "seed"})
         for disk in disks:
-            if os.path.lexists(disk["path"]):
+            if disk["kind"] != "volume" and os.path.lexists(disk["path"]):
                 raise InvalidState(f"refusing to create domain {self.p.name}: {disk['path']} already exists and "
                                    "was not made by this run", path=disk["path"])
         now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 - hosts may run Python < 3.11
         metadata = {"uuid": domain_uuid, "name": self.p.name, "image": os.path.basename(base["path"]),
                     "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
         metadata.update(self.p.metadata)
-        metadata["disks"] = [disk["path"] for disk in disks]
+        metadata["disks"] = [disk["path"] for disk in disks if disk["kind"] != "volume"]  # what delete removes
         spec = {
             "name": self.p.name, "uuid": domain_uuid, "virt_type": self.p.virt_type, "arch": self.p.arch,
             "machine": self.p.machine, "vcpus": self.p.vcpus, "memory_mb": self.p.memory_mb,
@@ -340,7 +355,7 @@ class DomainManager:
 
     @staticmethod
     def _spec_files(spec):
-        return [disk["path"] for disk in spec["disks"]]
+        return [disk["path"] for disk in spec["disks"] if disk["kind"] != "volume"]
 
     def _create_files(self, spec, base):
         run = self.module.run_command
@@ -348,6 +363,8 @@ class DomainManager:
             os.makedirs(self.p.instance_dir, mode=0o755)
             self._created_dir = True
         for disk in spec["disks"]:
+            if disk["kind"] == "volume":
+                continue  # there already, and never ours to remove
             self._created_files.append(disk["path"])
             if disk["kind"] == "root":
                 create_overlay(run, base["path"], base["format"], disk["path"], base["root_size"])
@@ -570,7 +587,9 @@ ARGUMENT_SPEC = {
     "root_disk": {"type": "dict", "options": {
         "image": {"type": "str", "required": True},
         "size_gb": {"type": "int"},
-        "format": {"type": "str", "default": "qcow2", "choices": ["qcow2", "raw"]}}},
+        "format": {"type": "str", "default": "qcow2", "choices": ["qcow2", "raw"]},
+        "volume": {"type": "path"},
+        "volume_format": {"type": "str", "default": "qcow2", "choices": ["qcow2", "raw"]}}},
     "disks": {"type": "list", "elements": "dict", "options": {
         "size_gb": {"type": "int", "required": True},
         "bus": {"type": "str", "default": "virtio", "choices": ["virtio", "sata", "scsi"]}}},

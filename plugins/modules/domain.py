@@ -98,6 +98,17 @@ options:
         type: str
         choices: [qcow2, raw]
         default: qcow2
+      volume:
+        description:
+          - Boot from volume. The absolute path of an existing volume (made from the image, for example by
+            M(kvmfleet.compute.volume)) that is the root disk as it is, instead of an overlay on I(image).
+          - The domain never creates nor deletes it; O(root_disk.size_gb) does not apply.
+        type: path
+      volume_format:
+        description: Format of O(root_disk.volume).
+        type: str
+        choices: [qcow2, raw]
+        default: qcow2
   disks:
     description:
       - Extra empty qcow2 disks of a new domain, attached after the root disk.

@@ -114,6 +114,17 @@ options:
             - qcow2
             - raw
             default: qcow2
+          volume:
+            description:
+            - Boot from volume, as in M(kvmfleet.compute.domain) (an existing volume, never created nor deleted).
+            type: path
+          volume_format:
+            description: Format of the volume.
+            type: str
+            choices:
+            - qcow2
+            - raw
+            default: qcow2
       disks:
         description:
         - Extra empty qcow2 disks of a new domain, attached after the root disk.

@@ -227,8 +227,6 @@ class VolumeParams:
         self.size_gb = params.get("size_gb")
         if self.size_gb is not None and self.size_gb < 1:
             raise ValidationError(f"size_gb must be at least 1, got {self.size_gb}", what="size_gb")
-        if self.state == "present" and self.size_gb is None:
-            raise ValidationError("size_gb is required for state present", what="size_gb")
         self.format = params.get("format")
         self.new_format = volume_format(self.pool["type"], self.format)
         self.source_image = None

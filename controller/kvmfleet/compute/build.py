@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import update
 
 from kvmfleet import executor, quota
-from kvmfleet.compute import actions, placement
+from kvmfleet.compute import actions, placement, volume_ops
 from kvmfleet.compute.common import (
     CREATE_TASK,
     Progress,
@@ -69,6 +69,7 @@ class _Build:
     errors: list[str] = field(default_factory=list)
     host: str | None = None
     event_id: int | None = None
+    boot_volume: bool = False  # booted from a volume the build makes first
 
 
 Cancel = Callable[[], bool]
@@ -220,6 +221,7 @@ def _spawn(store: Any, placed: list[_Build], attempt: int, max_attempts: int, pr
             b.event_id = actions.start_event(session, b.action_id, "compute__do_build_and_run_instance",
                                              host=b.host, details={"attempt": attempt}).id
             inst = session.get(Instance, b.uuid)
+            b.boot_volume = bool(inst.config.get("boot_volume"))
             specs.setdefault(b.host, []).append(domain_spec(session, inst, b.request.image))
             if inst.config.get("user_data") is not None:
                 user_data[b.uuid] = inst.config["user_data"]
@@ -232,8 +234,20 @@ def _spawn(store: Any, placed: list[_Build], attempt: int, max_attempts: int, pr
             _lost(store, b)
     if not live:
         return []
-    for b in live:
+    for b in list(live):
         progress(b.uuid, f"building on {b.host} (attempt {attempt})")
+        if b.boot_volume:
+            try:
+                volume_ops.make_boot_volume(store, b.uuid, b.host)
+            except volume_ops.StepFailed as exc:
+                live.remove(b)
+                specs[b.host] = [s for s in specs[b.host] if s["uuid"] != b.uuid]
+                if not specs[b.host]:
+                    del specs[b.host]
+                _fail_build(store, b, f"Build of instance {b.uuid} failed: its boot volume: {exc.msg}")
+                progress(b.uuid, f"ERROR: boot volume: {exc.msg}")
+    if not live:
+        return []
     result = run_job(executor.Job(
         playbook="instance_create.yml", inventory=inv, timeout=timeout, cancel_callback=cancel or current_cancel.get(),
         extravars={"kvmfleet_instances": specs, "kvmfleet_user_data": user_data},
@@ -244,6 +258,8 @@ def _spawn(store: Any, placed: list[_Build], attempt: int, max_attempts: int, pr
         try:
             if ok:
                 _build_succeeded(store, b, result.id, domain)
+                if b.boot_volume:
+                    volume_ops.boot_volume_in_use(store, b.uuid, b.host)
                 progress(b.uuid, f"ACTIVE on {b.host}")
                 continue
             b.errors.append(f"{b.host}: {error}")

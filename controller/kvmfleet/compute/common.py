@@ -139,6 +139,11 @@ def domain_spec(session: Any, inst: Instance, image: Image) -> dict[str, Any]:
     root: dict[str, Any] = {"image": image_cache_name(image), "format": image.disk_format}
     if inst.root_gb:
         root["size_gb"] = inst.root_gb
+    if inst.config.get("boot_volume"):
+        from kvmfleet.compute.volume_ops import root_disk_of
+
+        root.update(root_disk_of(session, inst) or {})
+        root.pop("size_gb", None)
     return {
         "name": inst.domain_name, "uuid": inst.uuid, "vcpus": inst.vcpus, "memory_mb": inst.memory_mb,
         "root_disk": root,

@@ -62,6 +62,7 @@ class CreateRequest:
     reservation_id: str | None = None
     user_id: str | None = None
     request_id: str | None = None
+    boot_volume: dict[str, Any] | None = None  # boot from volume: {size, delete_on_termination}
 
 
 @dataclass
@@ -234,6 +235,8 @@ def persist_create(session: Any, req: CreateRequest, request_id: str) -> list[st
             config["requested_host"] = req.requested_host
         if req.user_data is not None:
             config["user_data"] = req.user_data
+        if req.boot_volume:
+            config["boot_volume"] = True
         inst = Instance(name=name, project_id=v.project.id, user_id=req.user_id, image_id=v.image.id,
                         availability_zone=req.availability_zone, server_group_id=v.group.id if v.group else None,
                         vm_state=VmState.BUILDING, task_state=TaskState.SCHEDULING,
@@ -242,6 +245,12 @@ def persist_create(session: Any, req: CreateRequest, request_id: str) -> list[st
                         launch_index=index, **v.flavor.as_instance_fields())
         session.add(inst)
         session.flush()
+        if req.boot_volume:
+            from kvmfleet.compute.volumes import record_boot_volume
+
+            record_boot_volume(session, inst, size=req.boot_volume["size"],
+                               delete_on_termination=bool(req.boot_volume.get("delete_on_termination")),
+                               type_name=req.boot_volume.get("volume_type"))
         action = actions.start_action(session, inst.uuid, "create", request_id, v.project.id, req.user_id)
         actions.start_event(session, action.id, "schedule_instances")
         uuids.append(inst.uuid)

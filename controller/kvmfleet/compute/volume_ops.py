@@ -31,7 +31,7 @@ from sqlalchemy import select, update
 
 from kvmfleet.compute.common import hosts_inventory, image_cache_name, new_job, run_job
 from kvmfleet.compute.errors import OperationFailed
-from kvmfleet.compute.volumes import BUSY, runner_host, volume_type
+from kvmfleet.compute.volumes import RUNNABLE, runner_host, volume_type
 from kvmfleet.store.models import Image, Instance, utcnow
 from kvmfleet.store.volume_models import Volume, VolumeAttachment
 
@@ -102,7 +102,7 @@ def _take(store: Any, volume_id: str, owner: str) -> dict[str, Any] | None:
 
     def take(session: Any) -> dict[str, Any] | None:
         res = session.execute(update(Volume).where(Volume.id == volume_id, Volume.op_owner.is_(None),
-                                                   Volume.status.in_(BUSY))
+                                                   Volume.status.in_(RUNNABLE))
                               .values(op_owner=owner).execution_options(synchronize_session=False))
         if res.rowcount != 1:
             return None
@@ -284,7 +284,7 @@ def recover(store: Any, *, background: bool = True) -> list[str]:
 
     def find(session: Any) -> list[str]:
         ids = []
-        for vol in session.scalars(select(Volume).where(Volume.status.in_(BUSY))).all():
+        for vol in session.scalars(select(Volume).where(Volume.status.in_(RUNNABLE))).all():
             if vol.op_owner is not None and _owner_gone(vol.op_owner):
                 log.warning("volume %s: %s of a process that is gone; running it again", vol.id, vol.status)
                 vol.op_owner = None
@@ -308,7 +308,9 @@ def release_in(session: Any, instance_uuid: str) -> list[str]:
     for att in session.scalars(select(VolumeAttachment).where(VolumeAttachment.instance_uuid == instance_uuid)).all():
         vol = att.volume
         session.delete(att)
-        if att.delete_on_termination:
+        if vol.status == "reserved" and vol.host is None and vol.volume_type and not volume_type(vol.volume_type).shared:
+            session.delete(vol)  # a boot volume never made on any host
+        elif att.delete_on_termination:
             vol.status, vol.op_owner, vol.op_params = "deleting", None, {"op": "delete"}
             to_delete.append(vol.id)
         else:
@@ -378,3 +380,57 @@ def refuse_with_volumes(session: Any, inst: Instance, op: str) -> None:
     if count:
         raise InvalidInstanceState(f"Cannot '{op}' instance {inst.uuid} while it has {count} volume(s) attached: "
                                    "detach them first (live migration carries them)")
+
+
+# -- boot from volume ----------------------------------------------------------------------------------
+
+
+def boot_volume(session: Any, instance_uuid: str) -> Volume | None:
+    att = session.scalars(select(VolumeAttachment).where(VolumeAttachment.instance_uuid == instance_uuid,
+                                                         VolumeAttachment.boot_index == 0)).first()
+    return att.volume if att is not None else None
+
+
+def root_disk_of(session: Any, inst: Instance) -> dict[str, Any] | None:
+    """The domain's root_disk volume fields for a server booted from a volume (None otherwise)."""
+    vol = boot_volume(session, inst.uuid)
+    if vol is None:
+        return None
+    return {"volume": volume_path(spec_of(vol)), "volume_format": "qcow2" if spec_of(vol)["pool_type"] == "dir"
+            else "raw"}
+
+
+def make_boot_volume(store: Any, instance_uuid: str, host: str) -> None:
+    """Before the build on `host`: the server's root volume made there from its image (a copy an earlier
+    attempt made on another host goes first). Raises StepFailed."""
+
+    def place(session: Any) -> dict[str, Any] | None:
+        vol = boot_volume(session, instance_uuid)
+        if vol is None:
+            return None
+        old = vol.host
+        if not volume_type(vol.volume_type).shared:
+            vol.host = host
+        image = session.get(Image, vol.image_id) if vol.image_id else None
+        if image is None:
+            raise StepFailed(f"boot volume of server {instance_uuid}: its image is gone")
+        return {"spec": spec_of(vol), "old": old if old and old != host else None,
+                "image": {"name": image_cache_name(image), "src": image.file_path, "sha256": image.sha256,
+                          "format": image.disk_format}}
+
+    made = store.run_in_transaction(place)
+    if made is None:
+        return
+    if made["old"]:
+        step(store, made["old"], "absent", made["spec"])
+    step(store, host, "present", made["spec"], kvmfleet_volume_image=made["image"])
+
+
+def boot_volume_in_use(store: Any, instance_uuid: str, host: str) -> None:
+    def settle(session: Any) -> None:
+        vol = boot_volume(session, instance_uuid)
+        if vol is not None:
+            vol.status, vol.op_params = "in-use", {}
+            vol.attachment.host, vol.attachment.attached_at = host, utcnow()
+
+    store.run_in_transaction(settle)

@@ -35,6 +35,7 @@ RESOURCES = ("volumes", "gigabytes")
 MAX_SIZE_GB = 16384
 # Cinder answers InvalidVolume (400) for an operation the volume's status does not allow
 BUSY = ("creating", "attaching", "detaching", "extending", "deleting", "maintenance", "reserved")
+RUNNABLE = tuple(b for b in BUSY if b != "reserved")  # reserved: a boot volume its server's build makes
 # Cinder: a volume can be deleted when available, error, error_restoring, error_extending (and in-use never)
 DELETABLE = ("available", "error", "error_extending", "error_deleting")
 # Nova's attach/detach work in these server states (vm_state), with no task under way
@@ -281,6 +282,24 @@ def record_detach(session: Session, inst: Instance, volume_id: str) -> Volume:
         raise InvalidInstanceState(f"Cannot 'detach_volume' instance {inst.uuid} while it is in task_state "
                                    f"{inst.task_state}")
     vol.status, vol.op_owner, vol.op_params = "detaching", None, {"op": "detach", "attachment": att.id}
+    session.flush()
+    return vol
+
+
+def record_boot_volume(session: Session, inst: Instance, *, size: Any, delete_on_termination: bool,
+                       type_name: str | None = None) -> Volume:
+    """Boot from volume (block_device_mapping_v2 image -> volume, boot_index 0): the server's root volume,
+    reserved for it (status reserved, attached as /dev/vda) in the server's create transaction; the build
+    makes it from the image on the server's host. Quota counted now."""
+    size_gb = _size(size, "volume_size")
+    vt = volume_type(type_name)
+    check_quota(session, inst.project_id, {"volumes": 1, "gigabytes": size_gb})
+    vol = Volume(name=None, project_id=inst.project_id, user_id=inst.user_id, size_gb=size_gb, status="reserved",
+                 volume_type=vt.name, host=None, image_id=inst.image_id, bootable=True, op_params={"op": "boot"})
+    session.add(vol)
+    session.flush()
+    session.add(VolumeAttachment(volume_id=vol.id, instance_uuid=inst.uuid, device="/dev/vda", boot_index=0,
+                                 delete_on_termination=bool(delete_on_termination)))
     session.flush()
     return vol
 

@@ -266,6 +266,8 @@ def _check_supported(server: dict[str, Any]) -> None:
             raise BadRequest(message)
     if server.get("OS-DCF:diskConfig") == "AUTO":
         raise BadRequest("OS-DCF:diskConfig AUTO is not supported: disks are presented as the image made them.")
+    if boot_volume(server) is not None:
+        return
     bdms = server.get("block_device_mapping_v2") or []
     image_ref = server.get("imageRef") or ""
     for bdm in bdms:
@@ -274,10 +276,39 @@ def _check_supported(server: dict[str, Any]) -> None:
                  and not set(bdm) - {"source_type", "destination_type", "boot_index", "uuid", "image_id",
                                      "delete_on_termination", "device_name", "disk_bus", "device_type"})
         if not plain or len(bdms) > 1:
-            raise BadRequest("Block device mappings other than booting the local disk from imageRef are not "
-                             "supported (no volumes).")
+            raise BadRequest("Block device mappings other than booting the local disk from imageRef, or from a "
+                             "new volume made from an image (source_type image, destination_type volume, "
+                             "boot_index 0), are not supported.")
     if not image_ref:
         raise BadRequest("Missing imageRef attribute")
+
+
+_BFV_KEYS = {"source_type", "destination_type", "boot_index", "uuid", "volume_size", "delete_on_termination",
+             "device_name", "disk_bus", "device_type", "volume_type", "tag"}
+
+
+def boot_volume(server: dict[str, Any]) -> dict[str, Any] | None:
+    """Boot from a new volume (`openstack server create --boot-from-volume SIZE`): the one mapping
+    source_type image -> destination_type volume at boot_index 0. {image, size, delete_on_termination,
+    volume_type} or None."""
+    bdms = server.get("block_device_mapping_v2") or []
+    if len(bdms) != 1:
+        return None
+    bdm = bdms[0]
+    if not (bdm.get("source_type") == "image" and bdm.get("destination_type") == "volume"
+            and str(bdm.get("boot_index")) == "0"):
+        return None
+    if set(bdm) - _BFV_KEYS:
+        raise BadRequest(f"Block device mapping keys {', '.join(sorted(set(bdm) - _BFV_KEYS))} are not supported.")
+    if bdm.get("disk_bus", "virtio") != "virtio" or bdm.get("device_type", "disk") != "disk":
+        raise BadRequest("A boot volume is a virtio disk.")
+    image = bdm.get("uuid")
+    if not image or (server.get("imageRef") and server["imageRef"] != image):
+        raise BadRequest("Boot from volume: the mapping's uuid names the image (and imageRef, if given, is the same)")
+    if bdm.get("volume_size") in (None, ""):
+        raise BadRequest("Boot from volume: volume_size is required for a volume made from an image")
+    return {"image": image, "size": bdm["volume_size"], "delete_on_termination": bool(bdm.get("delete_on_termination")),
+            "volume_type": bdm.get("volume_type")}
 
 
 def _create_request(session: Any, ctx: RequestContext, body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -302,7 +333,8 @@ def _create_request(session: Any, ctx: RequestContext, body: dict[str, Any]) -> 
                              "zone:host:node are mutually exclusive.")
         _, host = inputs.parse_availability_zone(session, f":{server['host']}")
     flavor = inputs.resolve_flavor(session, server["flavorRef"])
-    image = inputs.resolve_image(session, server["imageRef"], ctx.project_id, ctx.is_admin)
+    bfv = boot_volume(server)
+    image = inputs.resolve_image(session, bfv["image"] if bfv else server["imageRef"], ctx.project_id, ctx.is_admin)
     networks = inputs.resolve_networks(session, server.get("networks"), ctx.project_id)
     hints = body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints") or {}
     group = inputs.resolve_group(session, hints.get("group"), ctx.project_id)
@@ -314,7 +346,8 @@ def _create_request(session: Any, ctx: RequestContext, body: dict[str, Any]) -> 
         availability_zone=zone, requested_host=host, user_data=inputs.decode_user_data(server.get("user_data")),
         networks=networks, metadata=dict(server.get("metadata") or {}), description=description,
         key_name=server.get("key_name"), reservation_id=new_reservation_id(), user_id=ctx.user_id,
-        request_id=ctx.request_id)
+        request_id=ctx.request_id,
+        boot_volume={k: bfv[k] for k in ("size", "delete_on_termination", "volume_type")} if bfv else None)
     return req, server
 
 

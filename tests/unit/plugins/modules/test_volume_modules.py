@@ -40,6 +40,8 @@ def test_volume_defaults():
     assert p.format is None and p.new_format == "qcow2" and p.state == "present"
     assert volume_params(pool_type="logical", pool_vg="vg0").new_format == "raw"
     assert volume_params(state="absent", size_gb=None).size_gb is None
+    # present without a size: an existing volume keeps its size (a missing one is refused by the plan)
+    assert volume_params(size_gb=None).size_gb is None
 
 
 @pytest.mark.parametrize("over, says", [
@@ -48,7 +50,6 @@ def test_volume_defaults():
     ({"name": "$(reboot)"}, "is not a valid name"),
     ({"pool": "../x"}, "pool name"),
     ({"size_gb": 0}, "size_gb must be at least 1"),
-    ({"size_gb": None}, "size_gb is required for state present"),
     ({"pool_type": "logical"}, "pool_vg"),
     ({"pool_type": "logical", "pool_vg": "vg0", "format": "qcow2"}, "not possible on a logical pool"),
     ({"source_image": "/srv/img.qcow2"}, "source_format is required"),

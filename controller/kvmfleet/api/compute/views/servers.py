@@ -88,8 +88,8 @@ class ServerView:
     # -- parts ----------------------------------------------------------------------------------
 
     def _image(self, inst: Instance) -> Any:
-        if not inst.image_id:
-            return ""
+        if not inst.image_id or (inst.config or {}).get("boot_volume"):
+            return ""  # booted from a volume (Nova's empty image)
         return {"id": inst.image_id, "links": [{"rel": "bookmark", "href": f"{self.base}/compute/images/{inst.image_id}"}]}
 
     def _flavor(self, inst: Instance) -> dict[str, Any]:
