@@ -311,3 +311,43 @@ def test_volume_api_faults_and_microversions(env: dict[str, Any]) -> None:
         assert {"block-storage", "volumev3"} <= catalog, catalog
     with pytest.raises(CommandError):
         os_(env, "server", "add", "volume", "no-such-server", "no-such-volume")
+
+
+def test_boot_from_volume_survives_server_delete(env: dict[str, Any]) -> None:
+    """`openstack server create --boot-from-volume`: the root disk is a volume made from the image on the
+    server's host; deleting the server (delete_on_termination false) leaves the volume, its file and its
+    data; with delete_on_termination true the volume goes with the server."""
+    svc = env["svc"]
+    before = {v["ID"] for v in os_(env, "volume", "list", as_json=True)}
+    out = os_(env, "server", "create", "--flavor", "vol.nano", "--image", "tiny", "--boot-from-volume", "1",
+              "--network", "default", f"bfv-{SUFFIX}", "--wait", as_json=True)
+    assert out["status"] == "ACTIVE", out
+    sid = out["id"]
+    wait_until("guest booted from its volume", lambda: "kvmfleet-guest: ready" in console(env, sid), 120, 2)
+    shown = svc.openstack("server", "show", sid, as_json=True)
+    assert "booted from volume" in str(shown["image"]).lower(), shown["image"]
+    [root] = shown["volumes_attached"]
+    vol = volume(env, root["id"])
+    assert vol["status"] == "in-use" and vol["bootable"] in (True, "true"), vol
+    assert vol["attachments"][0]["device"] == "/dev/vda", vol["attachments"]
+    host = on_host(env, shown["OS-EXT-SRV-ATTR:host"])
+    path = f"{LOCAL_DIR}/volume-{root['id']}"
+    assert file_on(host, path)
+    # the domain's own root overlay is not there: it boots from the volume
+    assert not file_on(host, f"/var/lib/libvirt/kvmfleet/instances/kvmfleet-{sid}/disk")
+    svc.openstack("server", "delete", "--wait", sid)
+    after = wait_status(env, root["id"], "available")
+    assert after["attachments"] == [] and file_on(host, path), after
+    os_(env, "volume", "delete", root["id"])
+    wait_until("root volume deleted", lambda: not file_on(host, path), 60, 1)
+
+    image_id = svc.openstack("image", "show", "tiny", as_json=True)["id"]
+    out = os_(env, "server", "create", "--flavor", "vol.nano", "--network", "default", "--block-device",
+              f"source_type=image,uuid={image_id},destination_type=volume,volume_size=1,"
+              "delete_on_termination=true,boot_index=0", f"bfv-dot-{SUFFIX}", "--wait", as_json=True)
+    assert out["status"] == "ACTIVE", out
+    [root] = svc.openstack("server", "show", out["id"], as_json=True)["volumes_attached"]
+    assert root["delete_on_termination"] is True, root
+    svc.openstack("server", "delete", "--wait", out["id"])
+    wait_until("delete_on_termination volume gone",
+               lambda: {v["ID"] for v in os_(env, "volume", "list", as_json=True)} == before, 120, 2)
