@@ -323,7 +323,7 @@ class Volumes:
         t = self.summary["throughput"]
         g, h = t["guest"], t["host"]
         print(f"\nsequential {self.mib} MiB, bs=1M, fsync'd writes, cold reads, on {self.host.name}:")
-        print(f"  guest (volume {g['device']}, qcow2):      write {g['write_mib_s']:7.1f} MiB/s ({g['write_s']:.2f}s), "
+        print(f"  guest (volume {g['device']}, qcow2):       write {g['write_mib_s']:7.1f} MiB/s ({g['write_s']:.2f}s), "
               f"read {g['read_mib_s']:7.1f} MiB/s ({g['read_s']:.2f}s)")
         print(f"  host  (raw file, same pool dir): write {h['write_mib_s']:7.1f} MiB/s ({h['write_s']:.2f}s), "
               f"read {h['read_mib_s']:7.1f} MiB/s ({h['read_s']:.2f}s)")
