@@ -76,7 +76,7 @@ def test_project_token_body(service):
     assert [x["name"] for x in body["roles"]] == ["admin", "manager", "member", "reader"]  # implied, as Keystone
     assert keystone_time(body["expires_at"]) - keystone_time(body["issued_at"]) == dt.timedelta(seconds=3600)
     services = {c["type"]: c for c in body["catalog"]}
-    assert set(services) == {"identity", "compute", "image", "network"}
+    assert set(services) == {"identity", "compute", "image", "network", "block-storage", "volumev3"}
     for entry in services["compute"]["endpoints"]:
         assert set(entry) == {"id", "interface", "region", "region_id", "url"}
         assert entry["url"] == f"{service.url}/compute/v2.1" and entry["region_id"] == "RegionOne"
@@ -155,7 +155,7 @@ def test_unscoped_token_and_rescoping(service):
     assert [x["name"] for x in scoped["roles"]] == ["reader"]
     with service.http(r.headers["X-Subject-Token"]) as http:
         cat = http.get("/identity/v3/auth/catalog").json()["catalog"]
-        assert {c["type"] for c in cat} == {"identity", "compute", "image", "network"}
+        assert {c["type"] for c in cat} == {"identity", "compute", "image", "network", "block-storage", "volumev3"}
     # no scope asked: the default project, as Keystone
     r = issue(service, password_auth(member.name, member.password))
     assert r.status_code == 201 and r.json()["token"]["project"]["name"] == member.project

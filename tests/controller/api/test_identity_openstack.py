@@ -28,16 +28,18 @@ def test_token_issue_and_revoke(service):
 def test_catalog_and_endpoint_list(service):
     catalog = {c["Type"]: c for c in service.openstack("catalog", "list", as_json=True)}
     assert {t: catalog[t]["Name"] for t in catalog} == {"identity": "keystone", "compute": "nova", "image": "glance",
-                                                        "network": "neutron"}
+                                                        "network": "neutron", "block-storage": "cinder",
+                                                        "volumev3": "cinderv3"}
     compute = {e["interface"]: e for e in catalog["compute"]["Endpoints"]}
     assert set(compute) == {"public", "internal", "admin"}
     assert compute["public"]["url"] == f"{service.url}/compute/v2.1" and compute["public"]["region"] == "RegionOne"
     endpoints = service.openstack("endpoint", "list", as_json=True)
-    assert len(endpoints) == 12
+    assert len(endpoints) == 18
     by = {(e["Service Type"], e["Interface"]): e["URL"] for e in endpoints}
     assert by[("identity", "public")] == f"{service.url}/identity"
     assert by[("image", "admin")] == f"{service.url}/image"
     assert by[("network", "internal")] == f"{service.url}/network"
+    assert by[("block-storage", "public")] == by[("volumev3", "public")] == f"{service.url}/volume/v3"
     assert {s["Type"] for s in service.openstack("service", "list", as_json=True)} == set(catalog)
     assert [r["Region"] for r in service.openstack("region", "list", as_json=True)] == ["RegionOne"]
 
