@@ -27,8 +27,8 @@ def test_dir_pool_defaults_and_normalises_its_path():
 
 
 def test_logical_pool_lives_in_dev_vg():
-    assert v.pool_spec("lvm", "logical", pool_vg="vg0") == {"name": "lvm", "type": "logical", "path": "/dev/vg0",
-                                                             "vg": "vg0"}
+    want = {"name": "lvm", "type": "logical", "path": "/dev/vg0", "vg": "vg0"}
+    assert v.pool_spec("lvm", "logical", pool_vg="vg0") == want
 
 
 @pytest.mark.parametrize("args, says", [
