@@ -93,6 +93,12 @@ def image_cache_name(image: Image) -> str:
     return f"sha256-{image.sha256[:40]}.{image.disk_format}"  # by content: a re-registered file is a new name
 
 
+def image_ref(image: Image) -> dict[str, str]:
+    """What a playbook's image module call needs to cache the image on a host."""
+    return {"name": image_cache_name(image), "src": image.file_path, "sha256": image.sha256,
+            "format": image.disk_format}
+
+
 # -- lookups --------------------------------------------------------------------------------------
 
 
@@ -154,8 +160,7 @@ def domain_spec(session: Any, inst: Instance, image: Image) -> dict[str, Any]:
                      "created_at": inst.created_at.isoformat() if inst.created_at else ""},
         "config_drive": {"hostname": inst.config.get("hostname") or hostname_for(inst.name),
                          "instance_id": inst.uuid},
-        "image": {"name": image_cache_name(image), "src": image.file_path, "sha256": image.sha256,
-                  "format": image.disk_format},
+        "image": image_ref(image),
     }
 
 

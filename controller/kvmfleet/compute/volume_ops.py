@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from kvmfleet.compute.common import hosts_inventory, image_cache_name, new_job, run_job
+from kvmfleet.compute.common import hosts_inventory, image_ref, new_job, run_job
 from kvmfleet.compute.errors import OperationFailed
 from kvmfleet.compute.volumes import RUNNABLE, runner_host, volume_type
 from kvmfleet.store.models import Image, Instance, utcnow
@@ -48,19 +48,13 @@ def owner_id() -> str:
 
 
 def _owner_gone(owner: str) -> bool:
+    """A dead pid on this machine (another controller's owner is trusted to finish)."""
+    from kvmfleet.compute.recovery import _pid_alive
     from kvmfleet.compute.tasks import hostname
 
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
-    if host != hostname() or not pid.isdigit():
-        return False  # another controller's: it renews nothing, so it is trusted to finish
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return host == hostname() and pid.isdigit() and not _pid_alive(int(pid))
 
 
 def spec_of(vol: Volume) -> dict[str, Any]:
@@ -114,8 +108,7 @@ def _take(store: Any, volume_id: str, owner: str) -> dict[str, Any] | None:
         if vol.image_id and snap["params"].get("op") == "create":
             image = session.get(Image, vol.image_id)
             if image is not None:
-                snap["image"] = {"name": image_cache_name(image), "src": image.file_path, "sha256": image.sha256,
-                                 "format": image.disk_format}
+                snap["image"] = image_ref(image)
         att_id = snap["params"].get("attachment")
         att = session.get(VolumeAttachment, att_id) if att_id else vol.attachment
         if att is not None:
@@ -396,8 +389,8 @@ def root_disk_of(session: Any, inst: Instance) -> dict[str, Any] | None:
     vol = boot_volume(session, inst.uuid)
     if vol is None:
         return None
-    return {"volume": volume_path(spec_of(vol)), "volume_format": "qcow2" if spec_of(vol)["pool_type"] == "dir"
-            else "raw"}
+    spec = spec_of(vol)
+    return {"volume": volume_path(spec), "volume_format": "qcow2" if spec["pool_type"] == "dir" else "raw"}
 
 
 def make_boot_volume(store: Any, instance_uuid: str, host: str) -> None:
@@ -414,9 +407,7 @@ def make_boot_volume(store: Any, instance_uuid: str, host: str) -> None:
         image = session.get(Image, vol.image_id) if vol.image_id else None
         if image is None:
             raise StepFailed(f"boot volume of server {instance_uuid}: its image is gone")
-        return {"spec": spec_of(vol), "old": old if old and old != host else None,
-                "image": {"name": image_cache_name(image), "src": image.file_path, "sha256": image.sha256,
-                          "format": image.disk_format}}
+        return {"spec": spec_of(vol), "old": old if old and old != host else None, "image": image_ref(image)}
 
     made = store.run_in_transaction(place)
     if made is None:
