@@ -642,8 +642,9 @@ class Task(Base):
     __table_args__ = (Index("ix_tasks_state_created", "state", "created_at"),)
 
 
-# -- volumes (revision 0005) and console tokens (revision 0006), in modules of their own; imported here so
+# -- volumes (0005), console tokens (0006) and networks (0007), in modules of their own; imported here so
 # Base.metadata has them -------------------------------------------------------------------------------------
 
 from kvmfleet.store import console_models as _console_models  # noqa: F401
+from kvmfleet.store import network_models as _network_models  # noqa: F401
 from kvmfleet.store import volume_models as _volume_models  # noqa: F401
