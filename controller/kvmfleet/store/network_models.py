@@ -203,3 +203,16 @@ class PortSecurityGroup(Base):
     security_group_id: Mapped[str] = mapped_column(ForeignKey("security_groups.id", ondelete="CASCADE"),
                                                    primary_key=True)
 
+
+
+class HostNetworkState(Base):
+    """What kvmfleet.network.reconcile last applied on a host: the hash of the host's desired networks and
+    port filters, and the tenant networks it made there (so one no longer needed is removed)."""
+
+    __tablename__ = "host_network_states"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    applied_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    networks: Mapped[list[Any]] = mapped_column(default=list)  # libvirt names of the tenant networks made there
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)

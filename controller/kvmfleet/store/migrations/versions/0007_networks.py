@@ -19,6 +19,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('host_network_states',
+    sa.Column('host', sa.String(length=255), nullable=False),
+    sa.Column('applied_hash', sa.String(length=64), nullable=True),
+    sa.Column('networks', sa.JSON(), nullable=False),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('updated_at', UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('host', name=op.f('pk_host_network_states'))
+    )
     op.create_table('networks',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
@@ -183,3 +191,4 @@ def downgrade() -> None:
         batch_op.drop_index('ix_networks_project')
 
     op.drop_table('networks')
+    op.drop_table('host_network_states')
