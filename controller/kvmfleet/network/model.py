@@ -36,6 +36,7 @@ from kvmfleet.store.states import PowerState, VmState
 
 NAMESPACE = uuid.UUID("8a4c2f5e-6b1d-4e0a-9c3f-6b766d6e6574")
 DEFAULT_NETWORK = "default"
+TENANT_PREFIX = "kf-"  # libvirt names of tenant networks (Network.libvirt_name): not derived here
 DEFAULT_MTU = 1500
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # created_at of objects nothing else dates
 
@@ -226,6 +227,8 @@ def ports_for(session: Session, instances: Iterable[Instance]) -> dict[str, list
             running = inst.power_state is PowerState.RUNNING and inst.vm_state is not VmState.ERROR
             az = inst.availability_zone or (host.availability_zone if host else None) or "nova"
             for index, (mac, net) in enumerate(zip(macs, instance_networks(inst), strict=False)):
+                if net.startswith(TENANT_PREFIX):
+                    continue  # a tenant network's NIC: its port is a row (kvmfleet.store.network_models.Port)
                 mac = str(mac).lower()
                 ip = leases.get((inst.host, net, mac)) if inst.host else None
                 ports.append(Port(id=port_id(inst.uuid, mac), mac=mac, ip=ip, network_id=network_id(net),
