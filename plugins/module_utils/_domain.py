@@ -32,6 +32,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import (
     ValidationError,
     WaitTimeout,
 )
+from ansible_collections.kvmfleet.compute.plugins.module_utils._interface import normalise_nic
 from ansible_collections.kvmfleet.compute.plugins.module_utils._libvirt import (
     close,
     connect,
@@ -58,7 +59,6 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._plan import (
 from ansible_collections.kvmfleet.compute.plugins.module_utils._validate import (
     path_inside,
     validate_abs_path,
-    validate_mac,
     validate_name,
     validate_uuid,
 )
@@ -108,7 +108,7 @@ class DomainParams:
     instance_dir: str
     root_disk: dict | None  # {image, path, size_gb}
     disks: list  # [{size_gb, bus}]
-    nics: list  # [{network, mac, model}]
+    nics: list  # [{network, mac, model, target, mtu, filter}]
     config_drive: dict | None
     metadata: dict
     serial_log: bool
@@ -143,13 +143,7 @@ class DomainParams:
             if disk["size_gb"] < 1:
                 raise ValidationError(f"size_gb of disk {i} must be at least 1")
             self.disks.append({"size_gb": disk["size_gb"], "bus": disk.get("bus") or "virtio"})
-        self.nics = []
-        for i, nic in enumerate(params.get("nics") or []):
-            self.nics.append({
-                "network": validate_name(nic["network"], f"network name of nic {i}"),
-                "mac": validate_mac(nic["mac"], f"MAC address of nic {i}") if nic.get("mac") else None,
-                "model": nic.get("model") or "virtio",
-            })
+        self.nics = [normalise_nic(nic, f"nic {i}") for i, nic in enumerate(params.get("nics") or [])]
         self.config_drive = params.get("config_drive")
         if self.config_drive is not None:
             for key in ("hostname", "instance_id"):
@@ -595,7 +589,8 @@ ARGUMENT_SPEC = {
         "bus": {"type": "str", "default": "virtio", "choices": ["virtio", "sata", "scsi"]}}},
     "nics": {"type": "list", "elements": "dict", "options": {
         "network": {"type": "str", "required": True}, "mac": {"type": "str"},
-        "model": {"type": "str", "default": "virtio", "choices": ["virtio", "e1000", "e1000e", "rtl8139"]}}},
+        "model": {"type": "str", "default": "virtio", "choices": ["virtio", "e1000", "e1000e", "rtl8139"]},
+        "target": {"type": "str"}, "mtu": {"type": "int"}, "filter": {"type": "str"}}},
     "config_drive": {"type": "dict", "options": {
         "hostname": {"type": "str"},
         "instance_id": {"type": "str"},

@@ -17,6 +17,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import ValidationError
+from ansible_collections.kvmfleet.compute.plugins.module_utils._interface import build_interface_element, normalise_nic
 from ansible_collections.kvmfleet.compute.plugins.module_utils._metadata import (
     build_metadata_element,
     element_to_metadata,
@@ -24,7 +25,6 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._metadata import 
 )
 from ansible_collections.kvmfleet.compute.plugins.module_utils._validate import (
     validate_abs_path,
-    validate_mac,
     validate_name,
     validate_uuid,
 )
@@ -32,7 +32,6 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._validate import 
 VIRT_TYPES = ("kvm", "qemu")
 DISK_BUSES = {"virtio": "vd", "sata": "sd", "scsi": "sd"}
 DISK_FORMATS = ("qcow2", "raw")
-NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139")
 DEFAULT_MACHINE = "pc"
 VNC_LISTEN = "127.0.0.1"
 _UNITS_TO_MIB = {"b": 1.0 / 1048576, "bytes": 1.0 / 1048576, "k": 1.0 / 1024, "kib": 1.0 / 1024,
@@ -78,11 +77,7 @@ def validate_spec(spec):
         if disk.get("bus", "virtio") not in DISK_BUSES:
             raise ValidationError(f"bus of disk {i} must be one of {', '.join(sorted(DISK_BUSES))}")
     for i, nic in enumerate(spec.get("nics") or []):
-        validate_name(nic.get("network"), f"network name of nic {i}")
-        if nic.get("mac") is not None:
-            validate_mac(nic["mac"], f"MAC address of nic {i}")
-        if nic.get("model", "virtio") not in NIC_MODELS:
-            raise ValidationError(f"model of nic {i} must be one of {', '.join(NIC_MODELS)}")
+        normalise_nic(nic, f"nic {i}")
     if spec.get("serial_log") is not None:
         validate_abs_path(spec["serial_log"], "serial log path")
 
@@ -132,11 +127,7 @@ def build_domain_element(spec):
         if disk.get("readonly"):
             ET.SubElement(disk_el, "readonly")
     for nic in spec.get("nics") or []:
-        if_el = ET.SubElement(devices, "interface", type="network")
-        if nic.get("mac"):
-            ET.SubElement(if_el, "mac", address=nic["mac"].lower())
-        ET.SubElement(if_el, "source", network=nic["network"])
-        ET.SubElement(if_el, "model", type=nic.get("model") or "virtio")
+        devices.append(build_interface_element(nic))
     serial = ET.SubElement(devices, "serial", type="pty")
     if spec.get("serial_log"):
         ET.SubElement(serial, "log", file=spec["serial_log"], append="off")

@@ -165,6 +165,20 @@ options:
             - e1000e
             - rtl8139
             default: virtio
+          target:
+            description:
+              - Name of the tap device on the host, 1-15 characters of C(A-Za-z0-9._-). libvirt picks one
+                (C(vnetN)) when omitted; names starting with C(vnet), C(vif), C(macvtap) or C(macvlan) are refused
+                (libvirt reserves them).
+            type: str
+          mtu:
+            description: MTU of the guest's interface (C(<mtu size=.../>)); the network's when omitted.
+            type: int
+          filter:
+            description:
+              - Name of a libvirt nwfilter the interface references (C(<filterref/>)), for example the
+                C(kf-port-<port id>) filter the M(kvmfleet.compute.port_firewall) module defines. None when omitted.
+            type: str
       config_drive:
         description:
         - NoCloud seed of a new domain (C(meta-data) and C(user-data) on a read-only disk labelled C(cidata)).
