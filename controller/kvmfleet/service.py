@@ -163,6 +163,10 @@ def run(bind: str | None = None, cert: str | None = None, key: str | None = None
 
     # volume operations nobody holds (a dead owner's, or a submit this process missed) run again
     register_periodic("volume-recover", volume_ops.RECOVER_INTERVAL, volume_ops.recover)
+    from kvmfleet.network import reconcile
+
+    # tenant networks and port filters on the hosts follow the store (a rule change within seconds)
+    register_periodic("network-converge", reconcile.PERIOD_S, reconcile.periodic)
     periodic = [Periodic(name, interval, fn) for name, (interval, fn) in periodic_jobs().items()]
     pool = WorkerPool(store, workers or settings.api.workers, periodic)
     log.info("kvmfleet serve %s:%d (pid %d, %d workers, store %s)", host, port, os.getpid(), pool.workers,

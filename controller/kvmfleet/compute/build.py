@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import update
 
 from kvmfleet import executor, quota
-from kvmfleet.compute import actions, placement, volume_ops
+from kvmfleet.compute import actions, nics, placement, volume_ops
 from kvmfleet.compute.common import (
     CREATE_TASK,
     Progress,
@@ -33,6 +33,7 @@ from kvmfleet.compute.common import (
     run_job,
     statuses,
 )
+from kvmfleet.network import reconcile
 from kvmfleet.scheduler import NoValidHost
 from kvmfleet.scheduler.claims import Resources, release_in
 from kvmfleet.store import api as store_api
@@ -248,6 +249,9 @@ def _spawn(store: Any, placed: list[_Build], attempt: int, max_attempts: int, pr
                 progress(b.uuid, f"ERROR: boot volume: {exc.msg}")
     if not live:
         return []
+    live = _networks_first(store, live, specs, progress)
+    if not live:
+        return []
     result = run_job(executor.Job(
         playbook="instance_create.yml", inventory=inv, timeout=timeout, cancel_callback=cancel or current_cancel.get(),
         extravars={"kvmfleet_instances": specs, "kvmfleet_user_data": user_data},
@@ -275,6 +279,32 @@ def _spawn(store: Any, placed: list[_Build], attempt: int, max_attempts: int, pr
         except (UnexpectedTaskState, NotFound):
             _lost(store, b)  # a delete (which waits for this build) removes what the host holds
     return retry
+
+
+def _networks_first(store: Any, live: list[_Build], specs: dict[str, list[dict[str, Any]]],
+                    progress: Progress) -> list[_Build]:
+    """The tenant networks and port filters on the hosts before their guests start there; a build on a host
+    where they could not be made fails (its claim released, nothing defined)."""
+    hosts = nics.tenant_hosts(specs)
+    if not hosts:
+        return live
+    try:
+        reconcile.converge(store, hosts)
+        return live
+    except reconcile.ConvergeFailed as exc:
+        failed = exc.errors
+    kept = []
+    for b in live:
+        if b.host not in failed:
+            kept.append(b)
+            continue
+        specs[b.host] = [s for s in specs[b.host] if s["uuid"] != b.uuid]
+        if not specs[b.host]:
+            del specs[b.host]
+        message = f"Build of instance {b.uuid} failed: its networks on host {b.host}: {failed[b.host]}"
+        _fail_build(store, b, message)
+        progress(b.uuid, f"ERROR: {message}")
+    return kept
 
 
 def _lost(store: Any, b: _Build) -> None:
@@ -324,6 +354,7 @@ def _build_succeeded(store: Any, b: _Build, job_id: str, domain: dict[str, Any])
         macs = [n.get("mac") for n in domain.get("nics") or [] if n.get("mac")]
         if macs:
             config["macs"] = macs
+        nics.mark_bound(session, b.uuid, b.host, active=str(domain.get("state") or "running") == "running")
         power = PowerState.from_libvirt(str(domain.get("state") or "running"))
         store_api.save_instance(session, b.uuid, {
             "vm_state": VmState.ACTIVE, "task_state": None, "power_state": power,

@@ -135,13 +135,11 @@ def project_for(session: Any, key: str | None) -> Project:
 def domain_spec(session: Any, inst: Instance, image: Image) -> dict[str, Any]:
     project = session.get(Project, inst.project_id)
     group = session.get(ServerGroup, inst.server_group_id) if inst.server_group_id else None
+    from kvmfleet.compute import nics as nic_ops
+
     macs = list(inst.config.get("macs") or [])
-    nics = []
-    for i, network in enumerate(instance_networks(inst)):
-        nic: dict[str, Any] = {"network": network}
-        if i < len(macs):
-            nic["mac"] = macs[i]
-        nics.append(nic)
+    networks = instance_networks(inst)
+    nics = nic_ops.nic_specs(session, inst, networks, macs)
     root: dict[str, Any] = {"image": image_cache_name(image), "format": image.disk_format}
     if inst.root_gb:
         root["size_gb"] = inst.root_gb
@@ -159,7 +157,7 @@ def domain_spec(session: Any, inst: Instance, image: Image) -> dict[str, Any]:
                      "flavor": inst.flavor_name, "image": image.name, "server_group": group.name if group else "",
                      "created_at": inst.created_at.isoformat() if inst.created_at else ""},
         "config_drive": {"hostname": inst.config.get("hostname") or hostname_for(inst.name),
-                         "instance_id": inst.uuid},
+                         "instance_id": inst.uuid, **nic_ops.seed(session, inst, networks, macs)},
         "image": image_ref(image),
     }
 

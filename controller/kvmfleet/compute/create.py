@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kvmfleet import quota
-from kvmfleet.compute import actions, placement
+from kvmfleet.compute import actions, nics, placement
 from kvmfleet.compute.common import (
     DEFAULT_NETWORK,
     GIB,
@@ -55,7 +55,9 @@ class CreateRequest:
     requested_host: str | None = None
     user_data: str | None = None
     network: str | None = DEFAULT_NETWORK
-    networks: str | list[str] | None = None
+    networks: str | list[Any] | None = None
+    admin: bool = False  # the caller may name another project's port, a MAC...
+    security_groups: list[str] | None = None  # of the ports the create makes (None: the project's default)
     metadata: dict[str, str] = field(default_factory=dict)
     description: str | None = None
     key_name: str | None = None
@@ -73,7 +75,7 @@ class _Validated:
     group: ServerGroup | None
     min_count: int
     max_count: int
-    networks: list[str]
+    networks: list[Any]
 
 
 def _counts(req: CreateRequest) -> tuple[int, int]:
@@ -96,7 +98,7 @@ def _networks(req: CreateRequest) -> list[str]:
         return []
     if isinstance(nets, str) or not isinstance(nets, list):
         raise InvalidRequest(f"networks must be 'auto', 'none' or a list of network names, got {nets!r}")
-    return [validate_name(n, "network name") for n in nets]
+    return nics.check_request(nets)
 
 
 def _metadata(data: Any) -> dict[str, str]:
@@ -120,6 +122,9 @@ def _validate(session: Any, req: CreateRequest) -> _Validated:
         validate_name(req.requested_host, "host name")
         store_api.get_host(session, req.requested_host)
     networks = _networks(req)
+    if req.count > 1 and any(isinstance(n, dict) and n.get("port_id") for n in networks):
+        raise InvalidRequest("Unable to launch multiple instances with a single configured port ID. Please "
+                             "launch your instance one by one with different ports.")
     _metadata(req.metadata)
     if req.user_data is not None and len(req.user_data.encode()) > MAX_USER_DATA:
         raise InvalidRequest(f"user data is {len(req.user_data.encode())} bytes, the limit is {MAX_USER_DATA}")
@@ -245,6 +250,7 @@ def persist_create(session: Any, req: CreateRequest, request_id: str) -> list[st
                         launch_index=index, **v.flavor.as_instance_fields())
         session.add(inst)
         session.flush()
+        nics.allocate(session, inst, v.networks, admin=req.admin, security_groups=req.security_groups)  # MACs, ports and the key pair's key
         if req.boot_volume:
             from kvmfleet.compute.volumes import record_boot_volume
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from kvmfleet import executor
-from kvmfleet.compute import actions, volume_ops
+from kvmfleet.compute import actions, nics, volume_ops
 from kvmfleet.compute.common import (
     DELETE_TASK,
     GIB,
@@ -26,6 +26,7 @@ from kvmfleet.compute.common import (
     unreachable,
 )
 from kvmfleet.compute.errors import InvalidRequest, OperationFailed
+from kvmfleet.network import reconcile
 from kvmfleet.scheduler.claims import release_in
 from kvmfleet.store import api as store_api
 from kvmfleet.store.models import Allocation, Host, Image, Instance, utcnow
@@ -101,6 +102,7 @@ def run_delete(store: Any, begun: list[Begun]) -> dict[str, str]:
         result = run_job(new_job("instance_delete.yml", inv, {"kvmfleet_instances": specs},
                                       forks=min(50, max(5, len(specs)))))
     errors: dict[str, str] = {}
+    tenant_hosts: set[str] = set()
     for b in begun:
         if on_hosts[b.uuid] and result is not None:
             failed = None
@@ -123,12 +125,18 @@ def run_delete(store: Any, begun: list[Begun]) -> dict[str, str]:
                                                       "power_state": PowerState.NOSTATE, "terminated_at": now,
                                                       "deleted_at": now}, expected_task_state=TaskState.DELETING)
             release_in(session, b.uuid)
+            ports = nics.release_in(session, b.uuid)  # its addresses free again
             actions.finish_event(session, b.event_id, True, job_id=job_id)
             actions.finish_action(session, b.action_id)
-            return volume_ops.release_in(session, b.uuid)  # its volumes detached (their domain is gone)
+            return volume_ops.release_in(session, b.uuid), ports  # its volumes detached (the domain is gone)
 
-        for volume_id in store.run_in_transaction(deleted):  # delete_on_termination
+        volume_ids, ports = store.run_in_transaction(deleted)
+        for volume_id in volume_ids:  # delete_on_termination
             volume_ops.run_logged(store, volume_id)
+        if ports:
+            tenant_hosts.update(on_hosts[b.uuid])
+    if tenant_hosts:
+        reconcile.converge(store, tenant_hosts, raise_on_error=False)  # filters and networks no longer needed
     return errors
 
 

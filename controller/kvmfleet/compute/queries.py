@@ -214,6 +214,7 @@ class Related:
     groups: dict[str, str] = field(default_factory=dict)       # server group id -> id (exists)
     ports: dict[str, list[Nic]] = field(default_factory=dict)
     volumes: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)  # uuid -> [(volume id, d_o_t)]
+    security_groups: dict[str, list[str]] = field(default_factory=dict)  # uuid -> its tenant ports' group names
 
     def attached(self, inst: Instance) -> list[tuple[str, bool]]:
         return self.volumes.get(inst.uuid, [])
@@ -241,18 +242,59 @@ def _nics_from_config(inst: Instance) -> list[Nic]:
             for mac, net in zip(macs, network_names(inst))]
 
 
-def _nics(session: Any, instances: list[Instance]) -> dict[str, list[Nic]]:
+def _nics(session: Any, instances: list[Instance]) -> tuple[dict[str, list[Nic]], dict[str, list[str]]]:
     try:
         from kvmfleet import network
     except ImportError:
         network = None
     ports_for = getattr(network, "ports_for", None)
     if ports_for is None:
-        return {inst.uuid: _nics_from_config(inst) for inst in instances}
+        return {inst.uuid: _nics_from_config(inst) for inst in instances}, {}
     out: dict[str, list[Nic]] = {}
     for uuid, ports in ports_for(session, instances).items():
         out[uuid] = [Nic(mac=p.mac, ip=p.ip, network_id=p.network_id, network_name=p.network_name) for p in ports]
-    return out
+    groups = _tenant_nics(session, instances, out)
+    return out, groups
+
+
+def _tenant_nics(session: Any, instances: list[Instance], out: dict[str, list[Nic]]) -> dict[str, list[str]]:
+    """Each instance's tenant ports (rows), in NIC order after its provider NICs' place, with their fixed IPs
+    and security groups (one query each)."""
+    from kvmfleet.store.network_models import IPAllocation, Network, Port, PortSecurityGroup, SecurityGroup
+
+    uuids = [i.uuid for i in instances if i.deleted_at is None]
+    if not uuids:
+        return {}
+    rows = session.execute(select(Port, Network.name).join(Network, Network.id == Port.network_id)
+                           .where(Port.device_id.in_(uuids))).all()
+    if not rows:
+        return {}
+    ids = [p.id for p, _ in rows]
+    ips: dict[str, list[str]] = {}
+    for port_id, address in session.execute(select(IPAllocation.port_id, IPAllocation.ip_address)
+                                            .where(IPAllocation.port_id.in_(ids))).all():
+        ips.setdefault(port_id, []).append(address)
+    groups: dict[str, set[str]] = {}
+    for device, name in session.execute(select(Port.device_id, SecurityGroup.name)
+                                        .join(PortSecurityGroup, PortSecurityGroup.port_id == Port.id)
+                                        .join(SecurityGroup, SecurityGroup.id == PortSecurityGroup.security_group_id)
+                                        .where(Port.id.in_(ids))).all():
+        groups.setdefault(device, set()).add(name)
+    by_mac = {(p.device_id, p.mac_address.lower()): (p, name) for p, name in rows}
+    for inst in instances:
+        if inst.uuid not in uuids:
+            continue
+        nics = list(out.get(inst.uuid, []))
+        for mac in (inst.config or {}).get("macs") or []:
+            hit = by_mac.get((inst.uuid, str(mac).lower()))
+            if hit is None:
+                continue
+            port, name = hit
+            addresses = sorted(ips.get(port.id, [])) or [None]
+            nics.extend(Nic(mac=port.mac_address, ip=a, network_id=port.network_id, network_name=name or port.network_id)
+                        for a in addresses)
+        out[inst.uuid] = nics
+    return {uuid: sorted(names) for uuid, names in groups.items()}
 
 
 def related(session: Any, instances: list[Instance]) -> Related:
@@ -265,7 +307,8 @@ def related(session: Any, instances: list[Instance]) -> Related:
     if group_ids:
         rel.groups = {g: g for g in session.scalars(select(ServerGroup.id).where(ServerGroup.id.in_(group_ids)))}
     live = [i for i in instances if i.vm_state is not VmState.BUILDING]
-    rel.ports = _nics(session, live) if live else {}
+    if live:
+        rel.ports, rel.security_groups = _nics(session, live)
     if instances:
         from kvmfleet.store.volume_models import VolumeAttachment
 

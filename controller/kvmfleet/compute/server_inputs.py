@@ -91,41 +91,53 @@ def _uuid_like(value: Any) -> bool:
         return False
 
 
-def resolve_networks(session: Any, requested: Any, project_id: str | None) -> str | list[str]:
-    """The API's ``networks`` (absent, "auto", "none" or [{uuid}|{port}|{fixed_ip}...]) as the CreateRequest
-    takes it: "auto", "none" or network names, one NIC each."""
+def resolve_networks(session: Any, requested: Any, project_id: str | None, admin: bool = False) -> str | list[Any]:
+    """The API's ``networks`` (absent, "auto", "none" or [{uuid}|{port}|{uuid, fixed_ip}...]) as the
+    CreateRequest takes it: "auto", "none" or a list with, per NIC, the provider network's name or
+    {"network_id", "fixed_ip"?} / {"port_id"} of a tenant network (kvmfleet.compute.nics)."""
     if requested is None or requested == "auto":
         return "auto"
     if requested == "none":
         return "none"
-    names: list[str] = []
+    from kvmfleet.network import tenant
+
+    out: list[Any] = []
     seen_ports: set[str] = set()
     for item in requested:
-        if item.get("fixed_ip") is not None:
-            raise InvalidRequest("Requesting a fixed IP address is not supported: addresses come from the "
-                                 "network's DHCP service.")
         port = item.get("port")
         if port:
             if port in seen_ports:
                 raise InvalidRequest(f"Port ID '{port}' was specified twice: you cannot attach a port multiple "
                                      "times.")
             seen_ports.add(port)
-            # ports are made with their server: an existing one is always attached to it
-            get_port = getattr(_network_module(), "get_port", None)
-            if get_port is not None:
-                try:
-                    get_port(session, str(port), project_id)
-                except NotFound:
-                    pass
-                else:
-                    raise Conflict(f"Port {port} is still in use.", port=port)
-            raise InvalidRequest(f"Port id {port} could not be found.", port=port)
+            try:
+                row = tenant.get_port(session, str(port), project_id, admin=admin)
+            except NotFound:
+                raise InvalidRequest(f"Port id {port} could not be found.", port=port) from None
+            if row.device_id:
+                raise Conflict(f"Port {port} is still in use.", port=port)
+            out.append({"port_id": row.id})
+            continue
         if "uuid" not in item:
             raise InvalidRequest("Bad network format: missing 'uuid'")
         if not _uuid_like(item["uuid"]):
             raise InvalidRequest(f"Bad networks format: network uuid is not in proper format ({item['uuid']})")
-        names.append(network_name(session, str(item["uuid"]), project_id))
-    return names
+        try:
+            net = tenant.get_network(session, str(item["uuid"]), project_id, admin=admin)
+        except NotFound:
+            net = None
+        if net is None:
+            name = network_name(session, str(item["uuid"]), project_id)
+            if item.get("fixed_ip") is not None:
+                raise InvalidRequest(f"Network {name} gives addresses by DHCP: a fixed IP cannot be requested "
+                                     "on it.")
+            out.append(name)
+            continue
+        entry = {"network_id": net.id}
+        if item.get("fixed_ip") is not None:
+            entry["fixed_ip"] = str(item["fixed_ip"])
+        out.append(entry)
+    return out
 
 
 def resolve_group(session: Any, hint: Any, project_id: str) -> ServerGroup | None:
@@ -185,16 +197,20 @@ def decode_user_data(text: str | None) -> str | None:
             from None
 
 
-def check_security_groups(session: Any, groups: list[dict[str, Any]] | None, project_id: str | None) -> None:
-    """Only the default security group exists (by name, or by the id the network API gives it)."""
-    allowed = {DEFAULT_SECURITY_GROUP}
-    try:
-        from kvmfleet.network import security_groups
-    except ImportError:
-        security_groups = None
-    if security_groups is not None and project_id:
-        allowed.add(str(security_groups.group_id(project_id)))  # OSC sends the Neutron group's id
-    for group in groups or []:
+def check_security_groups(session: Any, groups: list[dict[str, Any]] | None, project_id: str | None) -> list[str] | None:
+    """The ids of the security groups named (by name or id) for the ports the create makes; None when
+    none is named (each port gets the project's default group)."""
+    if not groups:
+        return None
+    from kvmfleet.network import tenant
+
+    out = []
+    for group in groups:
         name = group.get("name")
-        if name and name not in allowed:
-            raise InvalidRequest(f"Security group {name} not found.", security_group=name)
+        if not name:
+            continue
+        try:
+            out.append(tenant.find_security_group(session, str(name), project_id).id)
+        except NotFound:
+            raise InvalidRequest(f"Security group {name} not found.", security_group=name) from None
+    return out or None

@@ -24,6 +24,7 @@ MODULES = (
     "instance_actions",
     "server_migrations",
     "volume_attachments",
+    "interfaces",
     "flavors",
     "keypairs",
     "server_groups",

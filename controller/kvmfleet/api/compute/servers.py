@@ -335,10 +335,10 @@ def _create_request(session: Any, ctx: RequestContext, body: dict[str, Any]) -> 
     flavor = inputs.resolve_flavor(session, server["flavorRef"])
     bfv = boot_volume(server)
     image = inputs.resolve_image(session, bfv["image"] if bfv else server["imageRef"], ctx.project_id, ctx.is_admin)
-    networks = inputs.resolve_networks(session, server.get("networks"), ctx.project_id)
+    networks = inputs.resolve_networks(session, server.get("networks"), ctx.project_id, ctx.is_admin)
     hints = body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints") or {}
     group = inputs.resolve_group(session, hints.get("group"), ctx.project_id)
-    inputs.check_security_groups(session, server.get("security_groups"), ctx.project_id)
+    security_groups = inputs.check_security_groups(session, server.get("security_groups"), ctx.project_id)
     description = server.get("description") if v.matches("2.19") else server["name"]
     req = CreateRequest(
         name=server["name"], flavor=flavor.id, image=image.id, project=ctx.project_id,
@@ -346,7 +346,7 @@ def _create_request(session: Any, ctx: RequestContext, body: dict[str, Any]) -> 
         availability_zone=zone, requested_host=host, user_data=inputs.decode_user_data(server.get("user_data")),
         networks=networks, metadata=dict(server.get("metadata") or {}), description=description,
         key_name=server.get("key_name"), reservation_id=new_reservation_id(), user_id=ctx.user_id,
-        request_id=ctx.request_id,
+        request_id=ctx.request_id, admin=ctx.is_admin, security_groups=security_groups,
         boot_volume={k: bfv[k] for k in ("size", "delete_on_termination", "volume_type")} if bfv else None)
     return req, server
 

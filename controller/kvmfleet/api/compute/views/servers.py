@@ -140,6 +140,9 @@ class ServerView:
         return host_status(self.rel.host(inst))
 
     def _security_groups(self, inst: Instance) -> list[dict[str, str]] | None:
+        names = self.rel.security_groups.get(inst.uuid)
+        if names:
+            return [{"name": n} for n in names]
         return [{"name": "default"}] if self.rel.nics(inst) or network_names(inst) else None
 
     def _user_data(self, inst: Instance) -> str | None:
