@@ -42,6 +42,8 @@ File: ``$KVMFLEET_CONFIG`` if set, else ``<state dir>/kvmfleet.yml`` if it exist
         lvm: {pool: kvmfleet-lvm, pool_type: logical, vg: vg0}
       default_type: local
       quota: {volumes: 10, gigabytes: 1000}   # per project defaults (Cinder's)
+    network:                       # tenant networks (/network/v2.0)
+      vni_ranges: ["1000:65535"]   # VXLAN VNIs given to tenant networks (Neutron's [ml2_type_vxlan] vni_ranges)
 
 Environment: KVMFLEET_CONFIG, KVMFLEET_STATE_DIR (the state dir, see kvmfleet.paths),
 KVMFLEET_DATABASE_URL (wins over the file). Unknown keys and wrong types are errors naming the key.
@@ -184,6 +186,28 @@ def _volume_settings(data: Any) -> VolumeSettings:
 
 
 @dataclass(frozen=True)
+class NetworkSettings:
+    """Tenant networks: the VXLAN VNIs a network gets when its creator names none."""
+
+    vni_ranges: tuple[tuple[int, int], ...] = ((1000, 65535),)
+
+
+def _network_settings(data: Any) -> NetworkSettings:
+    network = _section(data, "network", {"vni_ranges"})
+    raw = network.get("vni_ranges", ["1000:65535"])
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"network.vni_ranges: expected a list of \"MIN:MAX\", got {raw!r}")
+    ranges = []
+    for item in raw:
+        low, sep, high = str(item).partition(":")
+        if not (sep and low.strip().isdigit() and high.strip().isdigit()
+                and 1 <= int(low) <= int(high) <= 16777215):
+            raise ConfigError(f"network.vni_ranges: {item!r} is not MIN:MAX with 1 <= MIN <= MAX <= 16777215")
+        ranges.append((int(low), int(high)))
+    return NetworkSettings(vni_ranges=tuple(ranges))
+
+
+@dataclass(frozen=True)
 class Settings:
     state_dir: Path
     database_url: str
@@ -202,6 +226,7 @@ class Settings:
     service_down_time: float = 30.0
     api: ApiSettings = field(default_factory=ApiSettings)
     volume: VolumeSettings = field(default_factory=VolumeSettings)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
     config_file: Path | None = None
 
 
@@ -253,7 +278,7 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
         try:
             data = _section(loaded, "config", {"state_dir", "database", "allocation_ratios", "reserved", "quota",
-                                               "scheduler", "compute", "api", "volume"})
+                                               "scheduler", "compute", "api", "volume", "network"})
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
     try:
@@ -350,6 +375,7 @@ def _build(data: dict[str, Any], state: Path, env: Mapping[str, str], source: Pa
         service_down_time=down_time,
         api=api_settings,
         volume=_volume_settings(data.get("volume")),
+        network=_network_settings(data.get("network")),
         config_file=source,
     )
 

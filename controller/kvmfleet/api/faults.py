@@ -128,6 +128,9 @@ def _status_of(exc: Exception) -> tuple[int, str | None] | None:
         (cerr.OperationFailed, 409, "Conflict"),
         (cerr.BuildFailed, 409, "Conflict"),
     ]
+    own = getattr(exc, "http_status", None)  # an error that names its status and type (kvmfleet.network.errors)
+    if isinstance(own, int):
+        return own, getattr(exc, "kind", None)
     try:
         from kvmfleet.identity import errors as ierr  # the identity layer's own errors, when present
     except ImportError:
