@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy import update as sql_update
 
 from kvmfleet import executor
-from kvmfleet.compute import actions, migrations, volume_ops
+from kvmfleet.compute import actions, migrations, nics, volume_ops
 from kvmfleet.compute.common import (
     Begun,
     begin_in,
@@ -43,6 +43,7 @@ from kvmfleet.compute.common import (
     status_of,
 )
 from kvmfleet.compute.errors import InvalidRequest, OperationFailed
+from kvmfleet.network.reconcile import ConvergeFailed
 from kvmfleet.scheduler import NoValidHost
 from kvmfleet.scheduler.claims import ClaimConflict, Resources, confirm_move, revert_move
 from kvmfleet.store import api as store_api
@@ -167,7 +168,23 @@ def run(store: Any, b: Begun, migration_id: int, requested: str | None) -> str:
                        dest_host=address):
         revert_move(store.session_factory, b.uuid)
         return _cancelled(store, b, migration_id, None, "aborted before it started")
+    try:
+        nics.prepare_hosts(store, b.uuid, [dest])
+    except ConvergeFailed as exc:
+        message = f"live migration of server {b.name} from {source} to {dest}: its networks there: {exc}"
+        revert_move(store.session_factory, b.uuid)
+        _set_status(store, migration_id, "error", error=message[:2000])
+        finish(store, b, False, {}, error=message)
+        nics.settle_hosts(store, b.uuid, [dest])
+        raise OperationFailed(message + f"; it runs on {source} as before", instance=b.uuid) from None
     result = _run_job(store, b, source, dest, address, fields)
+    try:
+        return _after_job(store, b, migration_id, result, source, dest)
+    finally:
+        nics.settle_hosts(store, b.uuid, [source, dest])  # the filters and networks the other end no longer needs
+
+
+def _after_job(store: Any, b: Begun, migration_id: int, result: executor.JobResult, source: str, dest: str) -> str:
     stats = _stats(result, source)
     where = _outcome(store, b, result, source, dest)
     with store.transaction() as session:

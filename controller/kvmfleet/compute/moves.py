@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from kvmfleet import executor, quota
-from kvmfleet.compute import actions, migrations, placement
+from kvmfleet.compute import actions, migrations, nics, placement
 from kvmfleet.compute.common import (
     Begun,
     begin_in,
@@ -23,6 +23,7 @@ from kvmfleet.compute.common import (
 )
 from kvmfleet.compute.errors import InvalidRequest, OperationFailed
 from kvmfleet.compute.states import OPERATIONS, Operation
+from kvmfleet.network.reconcile import ConvergeFailed
 from kvmfleet.scheduler import NoValidHost
 from kvmfleet.scheduler.claims import (
     ClaimConflict,
@@ -304,6 +305,18 @@ def _migrate(store: Any, b: Begun, source: str, dest: str, new_fields: dict[str,
         "kvmfleet_user_data": user_data})
     job.secret_vars = ("kvmfleet_user_data",)
     try:
+        nics.prepare_hosts(store, b.uuid, [dest])
+    except ConvergeFailed as exc:
+        revert_move(store.session_factory, b.uuid)
+        nics.settle_hosts(store, b.uuid, [dest])
+        if not final:
+            raise _DestinationFailed(f"{dest}: its networks: {exc}", instance=b.uuid) from None
+        message = f"resize of server {b.name} from {source} to {dest} failed on {dest}: its networks: {exc}"
+        _move_status(store, b.uuid, "error")
+        finish(store, b, False, {"vm_state": VmState.ERROR, "old_flavor": None, "new_flavor": None}, None,
+               message)
+        raise OperationFailed(message, instance=b.uuid) from None
+    try:
         result = run_job(job)
     finally:
         shutil.rmtree(transfer, ignore_errors=True)  # copies of the guest's disks: never kept
@@ -369,6 +382,8 @@ def run_confirm(store: Any, b: Begun) -> str:
     confirm_move_claim(store.session_factory, b.uuid)
     _move_status(store, b.uuid, "confirmed")
     finish(store, b, True, {"vm_state": back, "old_flavor": None, "new_flavor": None}, job_id)
+    if source and source != b.host:
+        nics.settle_hosts(store, b.uuid, [source])
     return status_of(store, b.uuid)
 
 
@@ -384,7 +399,12 @@ def revert_resize(store: Any, key: str, project: str | None = None) -> str:
 def run_revert(store: Any, b: Begun) -> str:
     with store.transaction() as session:
         source = (session.get(Instance, b.uuid).old_flavor or {}).get("source_host") or b.host
-    return _revert(store, b, b.host if source != b.host else None)
+    dest = b.host if source != b.host else None
+    try:
+        return _revert(store, b, dest)
+    finally:
+        if dest:
+            nics.settle_hosts(store, b.uuid, [dest])
 
 
 def rollback_resize(store: Any, b: Begun, reason: str) -> str:

@@ -194,6 +194,27 @@ def tenant_hosts(specs: dict[str, list[dict[str, Any]]]) -> set[str]:
     return {host for host, items in specs.items() if any(n.get("filter") for s in items for n in s["nics"])}
 
 
+def has_ports(store: Any, uuid: str) -> bool:
+    return bool(store.run_in_transaction(lambda session: tenant_ports(session, uuid)))
+
+
+def prepare_hosts(store: Any, uuid: str, hosts: list[str]) -> None:
+    """Before a move: the server's tenant networks and port filters on `hosts` (the destination holds its
+    claim, so the store already places the ports there). ConvergeFailed names a host that failed."""
+    if has_ports(store, uuid):
+        from kvmfleet.network import reconcile
+
+        reconcile.converge(store, hosts)
+
+
+def settle_hosts(store: Any, uuid: str, hosts: list[str]) -> None:
+    """After a move, either way: what the hosts no longer need goes (errors are retried by kvmfleet serve)."""
+    if has_ports(store, uuid):
+        from kvmfleet.network import reconcile
+
+        reconcile.converge(store, hosts, raise_on_error=False)
+
+
 def tenant_ports(session: Any, uuid: str) -> list[Port]:
     return list(session.scalars(select(Port).where(Port.device_id == uuid).order_by(Port.created_at)).all())
 

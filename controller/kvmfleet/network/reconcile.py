@@ -2,8 +2,8 @@
 
 For every host the store gives a desired state:
 
-- the tenant networks of the ports there (a port is "there" on its server's host, and also on both ends of
-  a move in progress: a live migration's destination needs the bridge and the filter before the guest
+- the tenant networks of the ports there (a port is "there" on its server's host and on every host where
+  the server holds a claim: a move's destination needs the bridge and the filter before the guest
   arrives), each with the other hosts' tunnel addresses for VXLAN head-end replication;
 - the complete list of filtered ports there, each with its MAC, fixed IPs and the rules of its security
   groups, a rule with a remote group expanded to the group members' addresses (on any host).
@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import select
 
 from kvmfleet import executor
-from kvmfleet.store.models import Host, Instance, Migration, utcnow
+from kvmfleet.store.models import Allocation, Host, Instance, utcnow
 from kvmfleet.store.network_models import (
     HostNetworkState,
     IPAllocation,
@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 
 PLAYBOOK = "network.yml"
 PERIOD_S = 2.0
-# Moves whose hosts both keep the server's ports until they end (a resize waits for its confirm).
-ENDED_MIGRATIONS = ("completed", "confirmed", "reverted", "error", "failed", "cancelled", "done")
 _LOCK = threading.Lock()  # one converge at a time in this process: a stale plan never undoes a newer one
 
 
@@ -81,12 +79,13 @@ def _port_hosts(session: Any) -> dict[str, set[str]]:
         out[port_id] = {host} if host else set()
         by_instance.setdefault(uuid, []).append(port_id)
     if by_instance:
-        moves = session.execute(select(Migration.instance_uuid, Migration.source_compute, Migration.dest_compute)
-                                .where(Migration.instance_uuid.in_(list(by_instance)),
-                                       Migration.status.not_in(ENDED_MIGRATIONS))).all()
-        for uuid, source, dest in moves:
+        # a move claim (live or cold migration, resize, evacuation) holds the destination: the guest's
+        # bridge and filter must be there before it is
+        claims = session.execute(select(Allocation.instance_uuid, Host.name).join(Host, Host.id == Allocation.host_id)
+                                 .where(Allocation.instance_uuid.in_(list(by_instance)))).all()
+        for uuid, host in claims:
             for port_id in by_instance[uuid]:
-                out[port_id].update(h for h in (source, dest) if h)
+                out[port_id].add(host)
     return out
 
 
