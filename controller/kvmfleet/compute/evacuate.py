@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from kvmfleet.compute import migrations, services
+from kvmfleet.compute import migrations, nics, services
 from kvmfleet.compute.common import (
     REBUILD_TASK,
     Begun,
@@ -39,6 +39,7 @@ from kvmfleet.compute.common import (
     status_of,
 )
 from kvmfleet.compute.errors import InvalidRequest, OperationFailed
+from kvmfleet.network.reconcile import ConvergeFailed
 from kvmfleet.scheduler import NoValidHost
 from kvmfleet.scheduler.claims import ClaimConflict, Resources, allocations_for, confirm_move, revert_move
 from kvmfleet.store import api as store_api
@@ -128,6 +129,15 @@ def run(store: Any, b: Begun, migration_id: int, requested: str | None) -> str:
         user_data = {b.uuid: inst.config["user_data"]} if inst.config.get("user_data") is not None else {}
         inv = hosts_inventory(session, [dest])
     migrations.update(store, migration_id, dest_compute=dest, dest_node=dest, dest_host=dest_row.address or dest)
+    try:
+        nics.prepare_hosts(store, b.uuid, [dest])
+    except ConvergeFailed as exc:
+        message = f"evacuation of server {b.name} from {source} to {dest} failed: its networks there: {exc}"
+        revert_move(store.session_factory, b.uuid)
+        migrations.update(store, migration_id, status="failed", error=message[:2000])
+        finish(store, b, False, {}, None, message)
+        nics.settle_hosts(store, b.uuid, [dest])
+        raise OperationFailed(message + f"; it stays on {source}", instance=b.uuid) from None
     result = run_job(new_job("instance_rebuild.yml", inv, {"kvmfleet_instances": {dest: [spec]},
                                                            "kvmfleet_user_data": user_data},
                              secret_vars=("kvmfleet_user_data",)))
