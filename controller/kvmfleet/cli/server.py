@@ -82,6 +82,12 @@ def create(
     az: str = typer.Option(None, "--az", help="Availability zone."),
     user_data: Path = typer.Option(None, "--user-data", help="File passed to the guest as user data."),  # noqa: B008
     network: str = typer.Option("default", "--network", help="libvirt network for the NIC ('' for none)."),
+    nic: list[str] = typer.Option(None, "--nic", help="A NIC, in order (repeat for more; replaces --network): "  # noqa: B008
+                                  "net=NETWORK[,fixed-ip=IP] (a tenant network's name or id, or 'default') or "
+                                  "port=PORT."),
+    key_name: str = typer.Option(None, "--key-name", help="Key pair whose public key the guest gets."),
+    security_group: list[str] = typer.Option(None, "--security-group", help="Security group (name or id) of the "  # noqa: B008
+                                             "ports the create makes (repeat for more; default: 'default')."),
     wait: bool = typer.Option(False, "--wait", help="Build now, show progress, return when done."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the scheduler's decision; store nothing."),
     fmt: Format = FORMAT_OPTION,
@@ -98,7 +104,9 @@ def create(
             except (OSError, UnicodeDecodeError) as exc:
                 raise InvalidRequest(f"cannot read user data file {user_data}: {exc}") from exc
         req = api.CreateRequest(name=name, flavor=flavor, image=image, project=project, server_group=group,
-                                count=count, availability_zone=az, user_data=data, network=network or None)
+                                count=count, availability_zone=az, user_data=data, network=network or None,
+                                networks=_parse_nics(nic) if nic else None, key_name=key_name,
+                                security_groups=list(security_group) or None, admin=True)
         store = _store()
         if dry_run:
             _print_explanation(api.dry_run(store, req), fmt)
@@ -123,6 +131,26 @@ def create(
                               f"{escape(row.get('fault') or 'no fault recorded')}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
+
+
+def _parse_nics(specs: list[str]) -> list[Any]:
+    """--nic values as CreateRequest.networks items: 'default' (the provider network) or a tenant NIC."""
+    from kvmfleet.compute.errors import InvalidRequest
+
+    out: list[Any] = []
+    for spec in specs:
+        fields = dict(part.split("=", 1) for part in spec.split(",") if "=" in part)
+        unknown = set(fields) - {"net", "fixed-ip", "port"}
+        if unknown or not (("net" in fields) ^ ("port" in fields)) or len(fields) != spec.count("=") \
+                or ("fixed-ip" in fields and "net" not in fields):
+            raise InvalidRequest(f"--nic {spec!r}: give net=NETWORK[,fixed-ip=IP] or port=PORT")
+        if fields.get("net") == "default" and "fixed-ip" not in fields:
+            out.append("default")
+        elif "port" in fields:
+            out.append({"port_id": fields["port"]})
+        else:
+            out.append({"network_id": fields["net"], **({"fixed_ip": fields["fixed-ip"]} if "fixed-ip" in fields else {})})
+    return out
 
 
 def _spawn_build(uuids: list[str]) -> None:
@@ -400,3 +428,45 @@ def console_(server: str, project: str = PROJECT_OPTION) -> None:
     rc = subprocess.call(consoles.serial_argv(target.host, target.domain, tty=True))
     if rc:  # ssh's own failure is 255, virsh's is 1
         raise typer.Exit(rc)
+
+
+@app.command("interfaces")
+def interfaces_(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """A server's NICs: port, network, MAC, state and fixed IPs."""
+    from kvmfleet.compute import interfaces
+    from kvmfleet.compute.common import find_instance
+
+    with errors_as_one_line():
+        store = _store()
+        rows = store.run_in_transaction(lambda session: interfaces.describe(session, find_instance(session, server,
+                                                                                                   project)))
+    emit([{**r, "fixed_ips": ", ".join(a["ip_address"] for a in r["fixed_ips"])} for r in rows], fmt,
+         [("port_id", "Port"), ("net_id", "Network"), ("mac_addr", "MAC"), ("port_state", "State"),
+          ("fixed_ips", "Fixed IPs")])
+
+
+@app.command("interface-attach")
+def interface_attach(server: str, network: str = typer.Option(None, "--net", help="Network name or id: a new port."),
+                     port: str = typer.Option(None, "--port", help="An existing, unbound port."),
+                     fixed_ip: str = typer.Option(None, "--fixed-ip", help="The new port's address (with --net)."),
+                     project: str = PROJECT_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    """Hot-plug a NIC into a running (or stopped) server."""
+    from kvmfleet.compute import interfaces
+    from kvmfleet.compute.errors import InvalidRequest
+
+    with errors_as_one_line():
+        if (network is None) == (port is None):
+            raise InvalidRequest("give --net or --port")
+        att = interfaces.attach(_store(), server, project, network_id=network, port_id=port, fixed_ip=fixed_ip,
+                                admin=True)
+    emit(att, fmt)
+
+
+@app.command("interface-detach")
+def interface_detach(server: str, port: str = typer.Argument(..., help="The port (see `server interfaces`)."),
+                     project: str = PROJECT_OPTION) -> None:
+    """Unplug a NIC; a port made for the server is deleted, a given one is unbound."""
+    from kvmfleet.compute import interfaces
+
+    with errors_as_one_line():
+        interfaces.detach(_store(), server, port, project)

@@ -64,8 +64,12 @@ def allocate(session: Any, inst: Instance, requested: list[Any], admin: bool = F
                 raise Conflict(f"Port {port.id} is still in use.", port=port.id)
         else:
             fixed = [{"ip_address": item["fixed_ip"]}] if item.get("fixed_ip") else None
-            port = tenant.create_port(session, inst.project_id, item["network_id"], fixed_ips=fixed, admin=admin,
-                                      auto_delete=True, security_groups=security_groups)
+            net = lookup_network(session, item["network_id"], inst.project_id)
+            groups = None
+            if security_groups:
+                groups = [tenant.find_security_group(session, g, inst.project_id).id for g in security_groups]
+            port = tenant.create_port(session, inst.project_id, net.id, fixed_ips=fixed, admin=admin,
+                                      auto_delete=True, security_groups=groups)
         port.device_id = inst.uuid
         port.device_owner = DEVICE_OWNER
         port.status = "BUILD"
