@@ -1,6 +1,6 @@
 # Copyright: kvmfleet developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Instance disks: qcow2 overlays on cached base images, empty disks and the NoCloud seed.
+"""Instance disks: qcow2 overlays on cached base images, empty disks and the seed (NoCloud or config drive).
 
 ``run`` is a callable with the shape of AnsibleModule.run_command: run(args) -> (rc, stdout, stderr).
 """
@@ -12,11 +12,11 @@ import os
 import shutil
 import tempfile
 
+from ansible_collections.kvmfleet.compute.plugins.module_utils import _seed
 from ansible_collections.kvmfleet.compute.plugins.module_utils._errors import ImageError, KvmfleetError
-from ansible_collections.kvmfleet.compute.plugins.module_utils._validate import validate_name
 
 GIB = 1024 ** 3
-SEED_LABEL = "cidata"
+SEED_LABEL = _seed.LABELS["nocloud"]
 
 
 def _run(run, args, doing, error=KvmfleetError):
@@ -64,32 +64,33 @@ def create_empty(run, path, size_gb, fmt="qcow2"):
     _run(run, ["qemu-img", "create", "-q", "-f", fmt, path, f"{int(size_gb)}G"], f"create disk {path}")
 
 
-def seed_files(hostname, instance_id, user_data):
-    """File name -> content of a NoCloud seed. Names are validated, so the YAML needs no quoting."""
-    validate_name(instance_id, "config_drive instance_id")
-    validate_name(hostname, "config_drive hostname")
-    meta = f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n"
-    return {"meta-data": meta, "user-data": user_data or ""}
+def seed_files(hostname, instance_id, user_data, **options):
+    """Path inside the seed -> content (see _seed.seed_files)."""
+    return _seed.seed_files(hostname, instance_id, user_data, **options)
 
 
-def create_seed(run, path, hostname, instance_id, user_data, which=shutil.which):
-    """A NoCloud seed (label cidata) at ``path``: iso9660 via genisoimage, else vfat via mkfs.vfat + mcopy."""
-    files = seed_files(hostname, instance_id, user_data)
+def create_seed(run, path, hostname, instance_id, user_data, which=shutil.which, fmt="nocloud", public_keys=None,
+                network_data=None, meta_data=None):
+    """A seed at ``path``: NoCloud (label cidata) or a config drive (label config-2, ``fmt="config-drive"``);
+    iso9660 via genisoimage, else vfat via mkfs.vfat + mcopy."""
+    files = seed_files(hostname, instance_id, user_data, fmt=fmt, public_keys=public_keys,
+                       network_data=network_data, meta_data=meta_data)
+    label = _seed.LABELS[fmt]
     workdir = tempfile.mkdtemp(prefix=".seed-", dir=os.path.dirname(path))
     try:
-        names = []
         for name, content in files.items():
             full = os.path.join(workdir, name)
+            os.makedirs(os.path.dirname(full), mode=0o700, exist_ok=True)
             fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(content)
-            names.append(full)
+        tops = sorted(os.path.join(workdir, name) for name in os.listdir(workdir))
         if which("genisoimage"):
-            _run(run, ["genisoimage", "-quiet", "-output", path, "-volid", SEED_LABEL, "-joliet", "-rock"]
-                 + names, f"create seed {path}")
+            _run(run, ["genisoimage", "-quiet", "-output", path, "-volid", label, "-joliet", "-rock", workdir],
+                 f"create seed {path}")
         elif which("mkfs.vfat") and which("mcopy"):
-            _run(run, ["mkfs.vfat", "-n", SEED_LABEL, "-C", path, "1024"], f"create seed {path}")
-            _run(run, ["mcopy", "-oi", path] + names + ["::"], f"copy seed files into {path}")
+            _run(run, ["mkfs.vfat", "-n", label, "-C", path, "1024"], f"create seed {path}")
+            _run(run, ["mcopy", "-s", "-oi", path] + tops + ["::"], f"copy seed files into {path}")
         else:
             raise KvmfleetError(f"create seed {path}: neither genisoimage nor mkfs.vfat+mcopy is installed")
     finally:

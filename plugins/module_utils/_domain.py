@@ -56,6 +56,7 @@ from ansible_collections.kvmfleet.compute.plugins.module_utils._plan import (
     pending_restart,
     power_steps,
 )
+from ansible_collections.kvmfleet.compute.plugins.module_utils._seed import seed_options, validate_seed_options
 from ansible_collections.kvmfleet.compute.plugins.module_utils._validate import (
     path_inside,
     validate_abs_path,
@@ -149,6 +150,7 @@ class DomainParams:
             for key in ("hostname", "instance_id"):
                 if self.config_drive.get(key) is not None:
                     validate_name(self.config_drive[key], f"config_drive {key}")
+            validate_seed_options(self.config_drive)
         self.metadata = normalise_metadata(params.get("metadata") or {})
         self.metadata.pop("disks", None)
         self.serial_log = params["serial_log"]
@@ -367,7 +369,7 @@ class DomainManager:
             else:
                 drive = self.p.config_drive
                 create_seed(run, disk["path"], drive.get("hostname") or self.p.name,
-                            drive.get("instance_id") or spec["uuid"], drive.get("user_data"))
+                            drive.get("instance_id") or spec["uuid"], drive.get("user_data"), **seed_options(drive))
         if spec["serial_log"]:
             self._created_files.append(spec["serial_log"])
 
@@ -594,7 +596,11 @@ ARGUMENT_SPEC = {
     "config_drive": {"type": "dict", "options": {
         "hostname": {"type": "str"},
         "instance_id": {"type": "str"},
-        "user_data": {"type": "str", "no_log": True}}},
+        "user_data": {"type": "str", "no_log": True},
+        "format": {"type": "str", "default": "nocloud", "choices": ["nocloud", "config-drive"]},
+        "public_keys": {"type": "dict", "no_log": False},
+        "network_data": {"type": "dict"},
+        "meta_data": {"type": "dict"}}},
     "metadata": {"type": "dict"},
     "serial_log": {"type": "bool", "default": True},
     "vnc": {"type": "bool", "default": True},

@@ -13,8 +13,8 @@ author:
 description:
   - Defines, starts, stops, pauses, suspends and removes one libvirt domain on a KVM host, in one call.
   - A new domain gets a qcow2 overlay on a cached base image as its root disk, optional empty extra disks,
-    an optional NoCloud seed (label C(cidata)), NICs on named libvirt networks, a serial console logged to
-    C(<instance dir>/console.log) and VNC on 127.0.0.1.
+    an optional seed (NoCloud, label C(cidata), or a config drive, label C(config-2)), NICs on named libvirt
+    networks, a serial console logged to C(<instance dir>/console.log) and VNC on 127.0.0.1.
   - The domain carries kvmfleet metadata (instance uuid, name, project, flavor, image, server group,
     created_at and the disks this module created) in its libvirt C(<metadata>) element.
   - For an existing domain, I(vcpus) and I(memory_mb) are written to the persistent definition; if the
@@ -158,18 +158,45 @@ options:
         type: str
   config_drive:
     description:
-      - NoCloud seed of a new domain (C(meta-data) and C(user-data) on a read-only disk labelled C(cidata)).
+      - Seed disk of a new domain, read-only, in the format I(format).
+      - C(nocloud) (label C(cidata)) holds C(meta-data) (C(instance-id), C(local-hostname), C(public-keys)),
+        C(user-data) and, with I(network_data), C(network_data.json) and a cloud-init version 2 C(network-config).
+      - C(config-drive) (label C(config-2)) holds C(openstack/latest/meta_data.json), C(network_data.json) and
+        C(user_data) as Nova writes them; C(meta_data.json) always has C(uuid), C(hostname), C(name),
+        C(public_keys) and C(keys).
     type: dict
     suboptions:
       hostname:
-        description: Guest host name (C(local-hostname)); the domain name when omitted.
+        description: Guest host name (C(local-hostname), C(hostname)); the domain name when omitted.
         type: str
       instance_id:
-        description: Instance id (C(instance-id)); the domain UUID when omitted.
+        description: Instance id (C(instance-id), C(uuid)); the domain UUID when omitted.
         type: str
       user_data:
         description: User data, for example a shell script or a cloud-config document.
         type: str
+      format:
+        description: Seed format.
+        type: str
+        choices: [nocloud, config-drive]
+        default: nocloud
+      public_keys:
+        description:
+          - SSH public keys by key name, each one OpenSSH public key line (C(ssh-ed25519 AAAA... comment)) without
+            control characters; the guest lets them log in as root.
+        type: dict
+      network_data:
+        description:
+          - "Nova's C(network_data.json): C(links) (C(id), C(ethernet_mac_address), C(mtu)), C(networks) (C(type)
+            C(ipv4) with C(ip_address), C(netmask) and C(routes), or C(ipv4_dhcp); C(link) names a link) and
+            C(services) (C(type: dns), C(address)). Written as JSON."
+        type: dict
+      meta_data:
+        description:
+          - Further C(meta_data.json) keys of a C(config-drive) seed (for example C(name), C(availability_zone),
+            C(project_id), C(launch_index), C(meta)); C(uuid), C(hostname), C(public_keys) and C(keys) are the
+            module's.
+        type: dict
   metadata:
     description:
       - kvmfleet metadata keys to set (for example C(project), C(flavor), C(server_group)). Values are stored

@@ -181,18 +181,45 @@ options:
             type: str
       config_drive:
         description:
-        - NoCloud seed of a new domain (C(meta-data) and C(user-data) on a read-only disk labelled C(cidata)).
+          - Seed disk of a new domain, read-only, in the format I(format).
+          - C(nocloud) (label C(cidata)) holds C(meta-data) (C(instance-id), C(local-hostname), C(public-keys)),
+            C(user-data) and, with I(network_data), C(network_data.json) and a cloud-init version 2 C(network-config).
+          - C(config-drive) (label C(config-2)) holds C(openstack/latest/meta_data.json), C(network_data.json) and
+            C(user_data) as Nova writes them; C(meta_data.json) always has C(uuid), C(hostname), C(name),
+            C(public_keys) and C(keys).
         type: dict
         suboptions:
           hostname:
-            description: Guest host name (C(local-hostname)); the domain name when omitted.
+            description: Guest host name (C(local-hostname), C(hostname)); the domain name when omitted.
             type: str
           instance_id:
-            description: Instance id (C(instance-id)); the domain UUID when omitted.
+            description: Instance id (C(instance-id), C(uuid)); the domain UUID when omitted.
             type: str
           user_data:
             description: User data, for example a shell script or a cloud-config document.
             type: str
+          format:
+            description: Seed format.
+            type: str
+            choices: [nocloud, config-drive]
+            default: nocloud
+          public_keys:
+            description:
+              - SSH public keys by key name, each one OpenSSH public key line (C(ssh-ed25519 AAAA... comment)) without
+                control characters; the guest lets them log in as root.
+            type: dict
+          network_data:
+            description:
+              - "Nova's C(network_data.json): C(links) (C(id), C(ethernet_mac_address), C(mtu)), C(networks) (C(type)
+                C(ipv4) with C(ip_address), C(netmask) and C(routes), or C(ipv4_dhcp); C(link) names a link) and
+                C(services) (C(type: dns), C(address)). Written as JSON."
+            type: dict
+          meta_data:
+            description:
+              - Further C(meta_data.json) keys of a C(config-drive) seed (for example C(name), C(availability_zone),
+                C(project_id), C(launch_index), C(meta)); C(uuid), C(hostname), C(public_keys) and C(keys) are the
+                module's.
+            type: dict
       metadata:
         description:
         - kvmfleet metadata keys to set (for example C(project), C(flavor), C(server_group)). Values are stored

@@ -1,7 +1,8 @@
 """The tiny guest image (our CirrOS), built from Debian packages and cached.
 
 The disk is a FAT filesystem without a partition table holding syslinux, the kernel of
-`linux-image-cloud-amd64` and an initramfs (busybox-static, a few kernel modules, our /init).
+`linux-image-cloud-amd64` and an initramfs (busybox-static, a few kernel modules, our /init, and the
+SSH server dropbear from `dropbear-bin` with the shared libraries it links and the dynamic loader).
 Everything runs from the initramfs; the disk is only read by the bootloader.
 
 The build is cached in `<cache>/images/tiny/`: the qcow2, its `.sha256` and an inputs manifest
@@ -21,6 +22,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import subprocess
 import tempfile
 from collections.abc import Iterable
@@ -28,11 +30,15 @@ from pathlib import Path
 
 from kvmfleet import paths
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 IMAGE_NAME = "kvmfleet-tiny.qcow2"
 MANIFEST_NAME = "kvmfleet-tiny.inputs.json"
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
+DROPBEAR_PACKAGE = "dropbear-bin"
+# The binaries of dropbear-bin the guest runs; their libraries come from dropbear-bin's Depends.
+DROPBEAR_BINARIES = ("usr/sbin/dropbear", "usr/bin/dropbearkey")
+LIB_DIR = "lib/x86_64-linux-gnu"
 # cryptomgr.notests: the crypto self-tests cost about half a second under TCG.
 KERNEL_CMDLINE = "console=tty0 console=ttyS0 quiet cryptomgr.notests"
 # Host tools whose versions can change the image; recorded in the manifest.
@@ -43,6 +49,8 @@ DATA_DIR = Path(__file__).resolve().parent
 DEFAULT_INIT = DATA_DIR / "tiny_init.sh"
 UDHCPC_SCRIPT = DATA_DIR / "tiny_udhcpc.sh"
 POWEROFF_SCRIPT = DATA_DIR / "tiny_poweroff.sh"
+JSON_SCRIPT = DATA_DIR / "tiny_json.awk"
+META_SCRIPT = DATA_DIR / "tiny_meta.awk"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +192,11 @@ def _apt_fingerprint() -> str:
     return h.hexdigest()
 
 
+def _depends(record: dict[str, str]) -> list[str]:
+    deps = ",".join(record.get(key, "") for key in ("Pre-Depends", "Depends"))
+    return [dep.split("|")[0].strip().split(" ", 1)[0].split(":")[0] for dep in deps.split(",") if dep.strip()]
+
+
 def _resolve_packages() -> dict[str, dict[str, str]]:
     """Role -> {package, version, sha256} for the kernel meta package, the kernel and busybox.
 
@@ -196,15 +209,16 @@ def _resolve_packages() -> dict[str, dict[str, str]]:
         saved = json.loads(memo.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         saved = {}
-    if saved.get("fingerprint") == fingerprint and "packages" in saved:
+    if saved.get("fingerprint") == fingerprint and saved.get("builder_version") == BUILDER_VERSION \
+            and "packages" in saved:
         return saved["packages"]
 
     try:
-        first = _apt_show([KERNEL_META_PACKAGE, BUSYBOX_PACKAGE])
+        first = _apt_show([KERNEL_META_PACKAGE, BUSYBOX_PACKAGE, DROPBEAR_PACKAGE])
     except TinyImageError:
         # No usable apt lists (cleaned, or never updated): the last resolution still names exact
         # versions and hashes, and the .debs are checked against those hashes.
-        if "packages" in saved:
+        if "packages" in saved and saved.get("builder_version") == BUILDER_VERSION:
             return saved["packages"]
         raise
     depends = first[KERNEL_META_PACKAGE].get("Depends", "")
@@ -213,11 +227,25 @@ def _resolve_packages() -> dict[str, dict[str, str]]:
     if kernel is None:
         raise TinyImageError(f"{KERNEL_META_PACKAGE} depends on no linux-image-* package: {depends!r}")
     records = {**first, **_apt_show([kernel])}
-    roles = {"kernel_meta": KERNEL_META_PACKAGE, "kernel": kernel, "busybox": BUSYBOX_PACKAGE}
+    # dropbear's libraries: its (Pre-)Depends, transitively (first alternatives); the build copies only
+    # the files the binaries link.
+    libs: list[str] = []
+    todo = _depends(first[DROPBEAR_PACKAGE])
+    while todo:
+        fresh = sorted({name for name in todo if name not in libs and name != DROPBEAR_PACKAGE})
+        if not fresh:
+            break
+        libs += fresh
+        found = _apt_show(fresh)
+        records.update(found)
+        todo = [dep for name in fresh for dep in _depends(found[name])]
+    roles = {"kernel_meta": KERNEL_META_PACKAGE, "kernel": kernel, "busybox": BUSYBOX_PACKAGE,
+             "dropbear": DROPBEAR_PACKAGE, **{f"lib:{name}": name for name in libs}}
     packages = {role: {"package": name, "version": records[name]["Version"], "sha256": records[name]["SHA256"]}
                 for role, name in roles.items()}
     memo.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(memo, json.dumps({"fingerprint": fingerprint, "packages": packages}, indent=2) + "\n")
+    _write_atomic(memo, json.dumps({"fingerprint": fingerprint, "builder_version": BUILDER_VERSION,
+                                    "packages": packages}, indent=2) + "\n")
     return packages
 
 
@@ -274,6 +302,8 @@ def current_inputs(init_script: Path | None = None) -> tuple[dict, dict[str, Deb
             "init": _sha256_file(init_script),
             "udhcpc": _sha256_file(UDHCPC_SCRIPT),
             "poweroff": _sha256_file(POWEROFF_SCRIPT),
+            "json": _sha256_file(JSON_SCRIPT),
+            "meta": _sha256_file(META_SCRIPT),
         },
         "modules": [dataclasses.asdict(m) for m in MODULES],
         "cmdline": KERNEL_CMDLINE,
@@ -382,6 +412,12 @@ class Cpio:
             self.dir(parent)
         self._entry(name, stat.S_IFREG | mode, data)
 
+    def symlink(self, name: str, target: str) -> None:
+        parent = str(Path(name.strip("/")).parent)
+        if parent != ".":
+            self.dir(parent)
+        self._entry(name, stat.S_IFLNK | 0o777, target.encode())
+
     def chardev(self, name: str, mode: int, major: int, minor: int) -> None:
         self._entry(name, stat.S_IFCHR | mode, rdev=(major, minor))
 
@@ -390,8 +426,106 @@ class Cpio:
         return self._buf.getvalue()
 
 
+def elf_needed(data: bytes) -> tuple[str | None, list[str]]:
+    """The interpreter (PT_INTERP) and DT_NEEDED names of a little-endian ELF64 file."""
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise TinyImageError("not a little-endian 64-bit ELF file")
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    interp, dynamic, loads = None, None, []
+    for i in range(phnum):
+        ptype, _, offset, vaddr, _, filesz, _, _ = struct.unpack_from("<IIQQQQQQ", data, phoff + i * phentsize)
+        if ptype == 1:
+            loads.append((vaddr, offset, filesz))
+        elif ptype == 2:
+            dynamic = (offset, filesz)
+        elif ptype == 3:
+            interp = data[offset:offset + filesz].rstrip(b"\0").decode()
+    if dynamic is None:
+        return interp, []
+
+    def file_offset(addr: int) -> int:
+        for vaddr, offset, filesz in loads:
+            if vaddr <= addr < vaddr + filesz:
+                return offset + addr - vaddr
+        raise TinyImageError(f"ELF address {addr:#x} is in no loaded segment")
+
+    needed, strtab = [], None
+    for pos in range(dynamic[0], dynamic[0] + dynamic[1], 16):
+        tag, value = struct.unpack_from("<qQ", data, pos)
+        if tag == 0:
+            break
+        if tag == 1:
+            needed.append(value)
+        elif tag == 5:
+            strtab = file_offset(value)
+    if strtab is None:
+        raise TinyImageError("ELF file has DT_NEEDED entries but no DT_STRTAB")
+    return interp, [data[strtab + n:data.index(b"\0", strtab + n)].decode() for n in needed]
+
+
+def _in_tree(root: Path, rel: str) -> Path | None:
+    """`rel` inside the unpacked tree `root`, following symlinks inside the tree (never the host's)."""
+    path = root / rel.lstrip("/")
+    for _ in range(10):
+        if path.is_symlink():
+            target = os.readlink(path)
+            path = root / target.lstrip("/") if target.startswith("/") else path.parent / target
+        elif path.is_file():
+            return path
+        else:
+            return None
+    return None
+
+
+def dropbear_files(root: Path) -> dict[str, bytes | str]:
+    """Initramfs path -> content (bytes) or symlink target (str): dropbear's binaries, every library they
+    need (transitively) and the loader."""
+    files: dict[str, bytes] = {}
+    todo = list(DROPBEAR_BINARIES)
+    for binary in DROPBEAR_BINARIES:
+        if _in_tree(root, binary) is None:
+            raise TinyImageError(f"{binary} is missing from {DROPBEAR_PACKAGE}")
+    seen: set[str] = set()
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        found = _in_tree(root, rel)
+        if found is None:
+            raise TinyImageError(f"dropbear needs {rel}, which none of its packages holds")
+        data = found.read_bytes()
+        files[rel] = data
+        interp, needed = elf_needed(data)
+        if interp:
+            todo.append(interp.lstrip("/"))
+        for name in needed:
+            where = next((d for d in (LIB_DIR, f"usr/{LIB_DIR}") if _in_tree(root, f"{d}/{name}")), None)
+            if where is None:
+                raise TinyImageError(f"dropbear needs {name}, which none of its packages holds")
+            todo.append(f"{where}/{name}")
+    # One copy of each library, in /lib/x86_64-linux-gnu (a search directory of the loader); the
+    # interpreter's path (/lib64/...) becomes a symlink to its copy there.
+    out: dict[str, bytes | str] = {}
+    for rel, data in files.items():
+        name = f"{LIB_DIR}/{Path(rel).name}"
+        if rel.startswith(f"usr/{LIB_DIR}/") or (rel.startswith("lib64/") and f"{LIB_DIR}/{Path(rel).name}" in files):
+            out[name] = data
+            if rel.startswith("lib64/"):
+                out[rel] = f"/{name}"
+        else:
+            out[rel] = data
+    return out
+
+
+PASSWD = "root:x:0:0:root:/root:/bin/sh\n"
+GROUP = "root:x:0:\n"
+SHELLS = "/bin/sh\n"
+
+
 def build_initramfs(kernel_root: Path, kernel_version: str, busybox: Path, init_script: Path,
-                    load_order: list[tuple[str, str]]) -> bytes:
+                    load_order: list[tuple[str, str]], extra: dict[str, bytes | str] | None = None) -> bytes:
     cpio = Cpio()
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "run", "tmp", "mnt/seed", "etc/kvmfleet",
               "var/log"):
@@ -403,6 +537,16 @@ def build_initramfs(kernel_root: Path, kernel_version: str, busybox: Path, init_
     cpio.file("init", init_script.read_bytes(), 0o755)
     cpio.file("usr/share/udhcpc/default.script", UDHCPC_SCRIPT.read_bytes(), 0o755)
     cpio.file("etc/acpi/PWRF/00000080", POWEROFF_SCRIPT.read_bytes(), 0o755)
+    cpio.file("usr/share/kvmfleet/json.awk", JSON_SCRIPT.read_bytes())
+    cpio.file("usr/share/kvmfleet/meta.awk", META_SCRIPT.read_bytes())
+    cpio.file("etc/passwd", PASSWD.encode())
+    cpio.file("etc/group", GROUP.encode())
+    cpio.file("etc/shells", SHELLS.encode())
+    for rel, data in sorted((extra or {}).items()):
+        if isinstance(data, str):
+            cpio.symlink(rel, data)
+        else:
+            cpio.file(rel, data, 0o755)
     cpio.file("etc/kvmfleet/modules", "".join(f"{group} {path}\n" for group, path in load_order).encode())
     moddir = kernel_root / "lib" / "modules" / kernel_version
     for _, rel in load_order:
@@ -431,9 +575,12 @@ def _syslinux_cfg() -> str:
 
 
 def _build(work: Path, debs: dict[str, Deb], init_script: Path, target: Path) -> None:
-    kroot, broot = work / "kernel", work / "busybox"
+    kroot, broot, droot = work / "kernel", work / "busybox", work / "dropbear"
     _run(["dpkg-deb", "-x", str(debs["kernel"].path), str(kroot)], "unpack the kernel package")
     _run(["dpkg-deb", "-x", str(debs["busybox"].path), str(broot)], "unpack busybox-static")
+    for role, deb in sorted(debs.items()):
+        if role == "dropbear" or role.startswith("lib:"):
+            _run(["dpkg-deb", "-x", str(deb.path), str(droot)], f"unpack {deb.package}")
 
     versions = [p.name for p in (kroot / "lib" / "modules").iterdir() if p.is_dir()]
     if len(versions) != 1:
@@ -454,7 +601,8 @@ def _build(work: Path, debs: dict[str, Deb], init_script: Path, target: Path) ->
     files = work / "files"
     files.mkdir()
     shutil.copyfile(vmlinuz, files / "vmlinuz")
-    (files / "initrd.gz").write_bytes(build_initramfs(kroot, kver, busybox, init_script, order))
+    (files / "initrd.gz").write_bytes(build_initramfs(kroot, kver, busybox, init_script, order,
+                                                              dropbear_files(droot)))
     (files / "syslinux.cfg").write_text(_syslinux_cfg())
 
     payload = sum(f.stat().st_size for f in files.iterdir())

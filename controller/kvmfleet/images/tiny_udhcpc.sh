@@ -19,10 +19,13 @@ bound|renew)
             ip route add default via "$gw" dev "$interface" && break
         done
     fi
-    : > /etc/resolv.conf
-    for ns in $dns; do
-        echo "nameserver $ns" >> /etc/resolv.conf
-    done
+    # DNS servers the seed's network_data.json names win over the lease's.
+    if [ ! -s /run/resolv.static ]; then
+        : > /etc/resolv.conf
+        for ns in $dns; do
+            echo "nameserver $ns" >> /etc/resolv.conf
+        done
+    fi
     echo "$ip" > "/run/ip.$interface"
     if [ "$1" = bound ] && [ -e /run/ready ]; then
         echo "kvmfleet-guest: bound interface=$interface ip=$ip" > /dev/console
