@@ -110,6 +110,16 @@ def parse_interface(iface):
     }
 
 
+def with_filter(interface_xml, name):
+    """An <interface> element's XML with its <filterref> replaced by ``name`` (removed when None)."""
+    iface = ET.fromstring(interface_xml)
+    for old in iface.findall("filterref"):
+        iface.remove(old)
+    if name:
+        ET.SubElement(iface, "filterref", filter=validate_name(name, "filter"))
+    return ET.tostring(iface, encoding="unicode")
+
+
 def domain_interfaces(domain_xml):
     """[parse_interface(...)] for every <interface> of a domain's XML (text or element)."""
     root = ET.fromstring(domain_xml) if isinstance(domain_xml, str) else domain_xml
