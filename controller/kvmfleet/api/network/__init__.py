@@ -1,9 +1,10 @@
-"""Neutron v2.0 (network) routes under /network, read-only (managing networks is roadmap 5): versions,
-extensions, networks, subnets, ports (each server's NICs with MAC and DHCP-leased IPv4), security groups,
-quotas, and the empty floating IP and router lists clients look at.
+"""Neutron v2.0 (network) routes under /network: versions, extensions, networks, subnets, ports, security
+groups and rules, quotas, and the empty floating IP and router lists clients look at.
 
-Handlers authenticate, authorize by Neutron's policy names and render what kvmfleet.network derives
-from the store and the hosts' reports. Another project's port is a 404 and never listed.
+Handlers authenticate, authorize by Neutron's policy names, parse the body (api/network/bodies.py), call
+kvmfleet.network.tenant / secgroups / quotas and render views; the provider network ``default`` and its
+ports (derived from the store and the hosts' reports) are listed beside the tenant rows, read-only.
+Another project's resource is a 404 and never listed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import importlib
 from fastapi import APIRouter
 
 PREFIX = "/network/v2.0"
-MODULES = ("versions", "extensions", "networks", "ports", "security_groups", "quotas", "empty")
+MODULES = ("versions", "extensions", "networks", "subnets", "ports", "security_groups", "quotas", "empty")
 
 
 def routers() -> list[APIRouter]:

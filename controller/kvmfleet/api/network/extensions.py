@@ -26,7 +26,12 @@ EXTENSIONS = (
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource.", "2015-03-25T10:00:00-00:00"),
     ("binding", "Port Binding", "Expose port bindings of a virtual port to external application",
      "2014-02-03T10:00:00-00:00"),
+    ("net-mtu-writable", "Network MTU (writable)", "Provides a writable MTU attribute for a network resource.",
+     "2017-07-12T00:00:00-00:00"),
     ("security-group", "security-group", "The security groups extension.", "2012-10-05T10:00:00-00:00"),
+    ("port-security", "Port Security", "Provides port security", "2012-07-23T10:00:00-00:00"),
+    ("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not",
+     "2019-11-26T09:00:00-00:00"),
     ("quotas", "Quota management support", "Expose functions for quotas management per project",
      "2012-07-29T10:00:00-00:00"),
     ("quota_details", "Quota details management support", ("Expose functions for quotas usage statistics per "
