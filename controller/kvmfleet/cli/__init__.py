@@ -21,6 +21,7 @@ def _register() -> None:
         identity,
         image,
         lab,
+        network,
         project,
         quota,
         serve,
@@ -35,6 +36,10 @@ def _register() -> None:
     app.add_typer(image.app, name="image", help="Guest images.")
     app.add_typer(server_group.app, name="server-group", help="Server groups (affinity policies).")
     app.add_typer(volume.app, name="volume", help="Volumes (block storage): create, attach, extend, delete.")
+    app.add_typer(network.network_app, name="network", help="Tenant networks (VXLAN, VLAN, flat).")
+    app.add_typer(network.subnet_app, name="subnet", help="IPv4 subnets of tenant networks.")
+    app.add_typer(network.port_app, name="port", help="Ports (a NIC's MAC and fixed IPs) on tenant networks.")
+    app.add_typer(network.security_group_app, name="security-group", help="Security groups and their rules.")
     app.add_typer(host.app, name="host", help="Compute hosts.")
     app.add_typer(project.app, name="project", help="Projects (tenants).")
     app.add_typer(identity.app, name="identity", help="Identity (Keystone v3): bootstrap, token purge.")
