@@ -255,6 +255,36 @@ EXAMPLES = r"""
       project: demo
       flavor: m1.tiny
 
+- name: A guest with a config drive carrying an SSH key and a static address (Nova's network_data.json)
+  kvmfleet.compute.domain:
+    name: web2
+    vcpus: 1
+    memory_mb: 256
+    root_disk:
+      image: kvmfleet-tiny.qcow2
+    nics:
+      - network: default
+        mac: "52:54:00:12:34:56"
+    config_drive:
+      format: config-drive
+      public_keys:
+        mykey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBw0cNnBR8ZcV0aSzCNkKp1H2b9mA1eK0aG6m8xgq5JR me@laptop"
+      network_data:
+        links:
+          - {id: tap0, type: phy, ethernet_mac_address: "52:54:00:12:34:56", mtu: 1500}
+        networks:
+          - id: network0
+            type: ipv4
+            link: tap0
+            ip_address: 192.168.122.50
+            netmask: 255.255.255.0
+            routes:
+              - {network: 0.0.0.0, netmask: 0.0.0.0, gateway: 192.168.122.1}
+        services:
+          - {type: dns, address: 192.168.122.1}
+      meta_data:
+        availability_zone: nova
+
 - name: Give it two vCPUs at its next boot
   kvmfleet.compute.domain:
     name: web1

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from kvmfleet.images import tiny
@@ -195,3 +197,17 @@ def test_boot_without_seed_uses_defaults(image):
     with QemuGuest(image.path, seed=None, network="none") as guest:
         match, _ = _ready(guest, "no seed, no NIC")
         assert (match["hostname"], match["ip"], match["instance_id"]) == ("kvmfleet-guest", "none", "none")
+
+
+def test_elf_needed_reads_interpreter_and_libraries():
+    interp, needed = tiny.elf_needed(Path(sys.executable).resolve().read_bytes())
+    assert interp == "/lib64/ld-linux-x86-64.so.2"
+    assert "libc.so.6" in needed
+    with pytest.raises(tiny.TinyImageError, match="not a little-endian 64-bit ELF"):
+        tiny.elf_needed(b"#!/bin/sh\n")
+
+
+def test_image_carries_dropbear_and_its_libraries(image):
+    assert image.manifest["packages"]["dropbear"]["package"] == "dropbear-bin"
+    assert "lib:libc6" in image.manifest["packages"]
+    assert set(image.manifest["scripts"]) >= {"init", "udhcpc", "poweroff", "json", "meta"}

@@ -84,7 +84,7 @@ def _keypair(directory: Path, name: str) -> tuple[Path, str]:
 
 
 def _mac() -> str:
-    return "52:54:00:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
+    return "52:54:00:" + ":".join(f"{octet:02x}" for octet in random.randbytes(3))
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def guests(lab_host, tiny_image, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("guest-ssh")
     prefix = "it" + "".join(random.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=6))
     key, pub = _keypair(tmp, "allowed")
-    other, _ = _keypair(tmp, "other")
+    other = _keypair(tmp, "other")[0]
     static_ip = str(ipaddress.ip_address("192.168.122.200") + random.randrange(50))
     cases = {}
     dhcp_mac, static_mac, nocloud_mac = _mac(), _mac(), _mac()

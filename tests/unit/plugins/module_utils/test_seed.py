@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -157,3 +158,56 @@ def test_nocloud_iso_with_network_data(tmp_path):
     assert _label(path) == "cidata"
     listing = subprocess.check_output(["isoinfo", "-i", str(path), "-R", "-f"], text=True).split()
     assert sorted(listing) == ["/meta-data", "/network-config", "/network_data.json", "/user-data"]
+
+
+# ------------------------------------------------------------------------- the guest's seed parsers
+# The tiny image's awk programs run here under the host's busybox, on exactly what the seed writer writes.
+
+BUSYBOX = shutil.which("busybox")
+IMAGES = Path(__file__).resolve().parents[4] / "controller" / "kvmfleet" / "images"
+META_AWK, JSON_AWK = IMAGES / "tiny_meta.awk", IMAGES / "tiny_json.awk"
+KEYS = {"alice": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBw0cNnBR8ZcV0aSzCNkKp1H2b9mA1eK0aG6m8xgq5JR alice@example",
+        "bob": 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ== bob "the" \\builder: #1 \u00e9'}
+
+
+def _awk(script, text: str, tmp_path) -> subprocess.CompletedProcess:
+    src = tmp_path / "input"
+    src.write_text(text, encoding="utf-8")
+    return subprocess.run([BUSYBOX, "awk", "-f", str(script), str(src)], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
+def test_guest_reads_the_public_keys_of_a_nocloud_seed(tmp_path):
+    meta = seed_files("h", "i-1", "", public_keys=KEYS)["meta-data"]
+    assert _awk(META_AWK, meta, tmp_path).stdout.splitlines() == list(KEYS.values())
+    # What other NoCloud seeds write: a mapping, plain and single-quoted values, one key inline.
+    other = "public-keys:\n  a: ssh-ed25519 AAAA a@b\n  b: 'ssh-ed25519 BBBB it''s'\nlocal-hostname: x\n"
+    assert _awk(META_AWK, other, tmp_path).stdout.splitlines() == ["ssh-ed25519 AAAA a@b", "ssh-ed25519 BBBB it's"]
+    assert _awk(META_AWK, "public-keys: ssh-ed25519 CCCC\n", tmp_path).stdout == "ssh-ed25519 CCCC\n"
+
+
+@pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
+def test_guest_flattens_the_json_of_a_config_drive(tmp_path):
+    network = {"links": [{"id": "tap0", "ethernet_mac_address": "52:54:00:00:00:01", "mtu": 1400}],
+               "networks": [{"id": "n0", "type": "ipv4", "link": "tap0", "ip_address": "10.0.0.5",
+                             "netmask": "255.255.255.0",
+                             "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.0.1"}]}],
+               "services": [{"type": "dns", "address": "10.0.0.1"}]}
+    files = seed_files("web1", "i-1", None, fmt="config-drive", public_keys=KEYS, network_data=network,
+                       meta_data={"meta": {"empty": None, "flag": True, "list": []}})
+    flat = _awk(JSON_AWK, files["openstack/latest/meta_data.json"], tmp_path)
+    assert flat.returncode == 0, flat.stderr
+    got = dict(line.split("\t", 1) for line in flat.stdout.splitlines())
+    assert got["uuid"] == "i-1" and got["hostname"] == "web1"
+    assert got["public_keys/alice"] == KEYS["alice"] and got["public_keys/bob"] == KEYS["bob"]
+    assert got["keys/1/data"] == KEYS["bob"] and got["keys/1/type"] == "ssh"
+    assert (got["meta/empty"], got["meta/flag"]) == ("", "true")
+    flat = _awk(JSON_AWK, files["openstack/latest/network_data.json"], tmp_path)
+    assert flat.stdout.splitlines() == [
+        "links/0/ethernet_mac_address\t52:54:00:00:00:01", "links/0/id\ttap0", "links/0/mtu\t1400",
+        "networks/0/id\tn0", "networks/0/ip_address\t10.0.0.5", "networks/0/link\ttap0",
+        "networks/0/netmask\t255.255.255.0", "networks/0/routes/0/gateway\t10.0.0.1",
+        "networks/0/routes/0/netmask\t0.0.0.0", "networks/0/routes/0/network\t0.0.0.0", "networks/0/type\tipv4",
+        "services/0/address\t10.0.0.1", "services/0/type\tdns"]
+    bad = _awk(JSON_AWK, '{"a": [1, 2', tmp_path)
+    assert (bad.returncode, bad.stdout) == (1, "") and "invalid JSON" in bad.stderr
