@@ -238,6 +238,8 @@ def allocate(session: Session, port: Port, subnets: list[Subnet], fixed_ips: lis
         if not isinstance(item, dict) or not set(item) <= {"subnet_id", "ip_address"}:
             raise BadInput(f"Invalid input for fixed_ips. Reason: {item!r} is not a {{subnet_id, ip_address}}.")
         sid, address = item.get("subnet_id"), item.get("ip_address")
+        if sid is not None and not isinstance(sid, str):
+            raise BadInput(f"Invalid input for fixed_ips. Reason: subnet_id {sid!r} is not an id.")
         if sid is not None:
             if sid not in by_id:
                 raise invalid(f"Failed to create port on network {port.network_id}, because fixed_ips included "

@@ -437,7 +437,7 @@ def create_port(session: Session, project_id: str, network_id: str, *, name: str
     port = Port(name=_text(name, "name"), description=_text(description, "description", 1024), network_id=net.id,
                 project_id=project_id, mac_address=mac, admin_state_up=_bool(admin_state_up, "admin_state_up"),
                 device_id=_text(device_id, "device_id"), device_owner=_text(device_owner, "device_owner"),
-                binding_host=binding_host, port_security_enabled=secure, auto_delete=bool(auto_delete))
+                binding_host=_text(binding_host, "binding:host_id") or None, port_security_enabled=secure, auto_delete=bool(auto_delete))
     try:
         with session.begin_nested():  # the port and its addresses, or nothing
             session.add(port)
@@ -482,6 +482,8 @@ def update_port(session: Session, port: Port, changes: dict[str, Any], admin: bo
                     raise PolicyNotAuthorized("update_port:binding:host_id")
                 port.binding_host = _text(value, key) or None
             elif key == "fixed_ips":
+                if value is not None and not isinstance(value, list):
+                    raise BadInput(f"Invalid input for fixed_ips. Reason: {value!r} is not a list.")
                 net = session.get(Network, port.network_id)
                 if not (admin or (net is not None and net.project_id == port.project_id)) and any(
                         isinstance(f, dict) and f.get("ip_address") for f in value or []):

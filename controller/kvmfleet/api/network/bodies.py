@@ -30,7 +30,10 @@ def resource(body: Any, key: str, allowed: set[str]) -> dict[str, Any]:
 
 def project_of(session: Session, ctx: RequestContext, data: dict[str, Any]) -> str:
     """The project a create is for: the token's, or the body's tenant_id/project_id (admin only)."""
-    wanted = {data.pop(k) for k in ("tenant_id", "project_id") if k in data}
+    given = [data.pop(k) for k in ("tenant_id", "project_id") if k in data]
+    if not all(isinstance(g, str) and g for g in given):
+        raise BadRequest(f"Invalid input for project_id. Reason: {given!r} is not a project id.")
+    wanted = set(given)
     if len(wanted) > 1:
         raise BadRequest("Invalid input: tenant_id and project_id differ.")
     project = wanted.pop() if wanted else ctx.project_id

@@ -102,6 +102,8 @@ def create_port(request: Request, body: Any = BODY, ctx: RequestContext = CTX) -
     data = resource(body, "port", CREATE)
     _unsupported(data)
     host = data.pop("binding:host_id", None)
+    if host is not None and not isinstance(host, str):
+        raise BadInput(f"Invalid input for binding:host_id. Reason: '{host}' is not a valid string.")
     if host and not ctx.is_admin:
         raise PolicyNotAuthorized("create_port:binding:host_id")
 
