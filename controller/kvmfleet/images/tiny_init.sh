@@ -30,6 +30,22 @@ load_modules() {
 }
 load_modules boot
 
+# SSH: root by key only (-s: no password logins; no password is ever set); the seed's keys are put in
+# /root/.ssh/authorized_keys below. Started in the background this early because making the host key
+# waits for the kernel's random pool (a second or more under TCG), which then overlaps finding the
+# seed and the network; waited for before the ready line.
+start_ssh() {
+    mkdir -p /etc/dropbear
+    hostkey=/etc/dropbear/dropbear_ed25519_host_key
+    if dropbearkey -t ed25519 -f $hostkey > /run/hostkey.out 2>&1; then
+        dropbear -s -p 22 -r $hostkey -P /run/dropbear.pid || say "dropbear did not start"
+    else
+        say "cannot make an ssh host key"
+    fi
+}
+start_ssh &
+ssh_pid=$!
+
 # The power button: busybox acpid maps KEY_POWER from /dev/input/event* to /etc/acpi/PWRF/00000080.
 acpid -c /etc/acpi -l /run/acpid.log
 
@@ -203,23 +219,11 @@ configure_network() {
     [ -s /run/resolv.static ] && cp /run/resolv.static /etc/resolv.conf
 }
 
-# SSH: root by key only (-s: no password logins; no password is ever set), keys from the seed. In the
-# background while the network comes up (making a host key and starting dropbear cost time under TCG);
-# waited for before the ready line.
-start_ssh() {
-    mkdir -p /root/.ssh /etc/dropbear
-    chmod 700 /root /root/.ssh
-    [ -s /run/public-keys ] && cp /run/public-keys /root/.ssh/authorized_keys
-    chmod 600 /root/.ssh/authorized_keys 2>/dev/null
-    hostkey=/etc/dropbear/dropbear_ed25519_host_key
-    if dropbearkey -t ed25519 -f $hostkey > /run/hostkey.out 2>&1; then
-        dropbear -s -p 22 -r $hostkey -P /run/dropbear.pid || say "dropbear did not start"
-    else
-        say "cannot make an ssh host key"
-    fi
-}
-start_ssh &
-ssh_pid=$!
+# The seed's public keys for root (dropbear reads them at each login).
+mkdir -p /root/.ssh
+chmod 700 /root /root/.ssh
+[ -s /run/public-keys ] && cp /run/public-keys /root/.ssh/authorized_keys
+chmod 600 /root/.ssh/authorized_keys 2>/dev/null
 
 configure_network
 if [ -e /sys/class/net/eth0 ] && ! grep -qx eth0 /run/net.configured 2>/dev/null; then
