@@ -221,7 +221,11 @@ class InterfaceManager:
             active = bool(dom.isActive())
         config = find_interface(_interfaces(dom, XML_INACTIVE), mac)
         live = find_interface(_interfaces(dom, 0), mac) if active else None
-        current = live or config
+        # the definition names the network (the live XML of a bridge-mode network names the bridge instead) and
+        # keeps only what was asked for; the live XML has the tap name libvirt picked
+        current = dict(config or live) if (config or live) else None
+        if current is not None and live is not None:
+            current["target"] = live["target"]
         self.before = interface_view(current)
         attach, detach = attachment_plan(active, config, live)
         if self.p.state == "absent":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import HERE, run_playbook
 
-TARGETS = ["image", "domain_lifecycle", "domain_migrate", "bad_input", "network_info", "volume"]
+TARGETS = ["image", "domain_lifecycle", "domain_migrate", "bad_input", "network_info", "volume", "network"]
 
 
 @pytest.mark.parametrize("target", TARGETS)
