@@ -83,7 +83,12 @@ def _services(items, what):
     for i, service in enumerate(items):
         _text(service.get("type", ""), f"{what} services[{i}] type")
         if service.get("type") == "dns":
-            service["address"] = _ipv4(service.get("address"), f"{what} services[{i}] address")
+            address = _text(service.get("address") or "", f"{what} services[{i}] address")
+            try:
+                service["address"] = str(ipaddress.ip_address(address))
+            except ValueError as exc:
+                raise ValidationError(f"{what} services[{i}] address {address!r} is not an IP address",
+                                      what=what) from exc
 
 
 def validate_network_data(doc):
@@ -112,13 +117,14 @@ def validate_network_data(doc):
         kind = _text(net.get("type") or "", f"{at} type")
         if net.get("link") not in links:
             raise ValidationError(f"{at} link {net.get('link')!r} names no entry of links", what=what)
-        if kind in NETWORK_TYPES_WITH_ADDRESS:
+        routes = _list_of_dicts(net, "routes", at)
+        if kind in NETWORK_TYPES_WITH_ADDRESS:  # other types (ipv6, ...) go through as given; the guest skips them
             net["ip_address"] = _ipv4(net.get("ip_address"), f"{at} ip_address")
             net["netmask"] = _netmask(net.get("netmask"), f"{at} netmask")
-        for j, route in enumerate(_list_of_dicts(net, "routes", at)):
-            route["network"] = _ipv4(route.get("network"), f"{at} routes[{j}] network")
-            route["netmask"] = _netmask(route.get("netmask"), f"{at} routes[{j}] netmask")
-            route["gateway"] = _ipv4(route.get("gateway"), f"{at} routes[{j}] gateway")
+            for j, route in enumerate(routes):
+                route["network"] = _ipv4(route.get("network"), f"{at} routes[{j}] network")
+                route["netmask"] = _netmask(route.get("netmask"), f"{at} routes[{j}] netmask")
+                route["gateway"] = _ipv4(route.get("gateway"), f"{at} routes[{j}] gateway")
         _services(_list_of_dicts(net, "services", at), at)
     _services(_list_of_dicts(doc, "services", what), what)
     return doc

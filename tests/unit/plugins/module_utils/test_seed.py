@@ -105,12 +105,24 @@ def test_config_drive_defaults():
                        "networks": [{"type": "ipv4", "link": "l", "ip_address": "10.0.0.3",
                                      "netmask": "255.0.255.0"}]}}, "is not an IPv4 netmask"),
     ({"network_data": {"services": [{"type": "dns", "address": "8.8.8.8\nnameserver 1.2.3.4"}]}}, "control"),
+    ({"network_data": {"services": [{"type": "dns", "address": "dns.example"}]}}, "is not an IP address"),
     ({"meta_data": {"uuid": "x"}}, "may not set uuid"),
     ({"meta_data": {"public_keys": {}}}, "may not set public_keys"),
 ])
 def test_bad_seed_options_are_refused(options, message):
     with pytest.raises(ValidationError, match=message):
         validate_seed_options(options)
+
+
+def test_ipv6_networks_and_dns_pass_through_as_the_controller_writes_them():
+    doc = {"links": [{"id": "tap0", "type": "bridge", "ethernet_mac_address": "52:54:00:00:00:01", "mtu": None,
+                      "vif_id": None}],
+           "networks": [{"id": "network0", "type": "ipv6", "link": "tap0", "ip_address": "fd00::5",
+                         "netmask": "ffff:ffff:ffff:ffff::", "routes": [{"network": "::", "netmask": "::",
+                                                                          "gateway": "fd00::1"}]}],
+           "services": [{"type": "dns", "address": "fd00::1"}]}
+    files = seed_files("web1", "i-1", None, fmt="config-drive", network_data=doc)
+    assert json.loads(files["openstack/latest/network_data.json"]) == doc
 
 
 def test_network_config_skips_links_without_a_mac():
