@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(REPO)/ansible.cfg
 
 APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
   python3-libvirt python3-venv python3-dev dnsmasq-base openssh-server openssh-client syslinux \
-  syslinux-common mtools dosfstools iproute2 iptables cpio genisoimage busybox-static \
+  syslinux-common mtools dosfstools iproute2 iptables ebtables cpio genisoimage busybox-static \
   pkg-config gcc rsync postgresql postgresql-contrib procps kmod novnc chromium
 
 # Lab used by `make demo`; `make test` uses its own lab so the two never collide.
