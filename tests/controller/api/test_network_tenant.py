@@ -506,3 +506,59 @@ def test_cli_network_commands(svc: Service) -> None:
         svc.cli("network", "delete", made["id"], check=False)
     with pytest.raises(CommandError):
         svc.cli("network", "show", made["id"])
+
+
+# -- Nova's proxy: a server's security groups --------------------------------------------------------------
+
+
+def server_row(svc: Service, project: str, name: str) -> str:
+    from kvmfleet.store import Instance, open_store
+    from kvmfleet.store.states import VmState
+
+    store = open_store(f"sqlite:///{svc.state / 'kvmfleet.db'}")
+    try:
+        with store.transaction() as s:
+            inst = Instance(name=name, project_id=project, flavor_name="tn", vcpus=1, memory_mb=64, root_gb=1,
+                            vm_state=VmState.ERROR)
+            s.add(inst)
+            s.flush()
+            return inst.uuid
+    finally:
+        store.dispose()
+
+
+def test_server_add_and_remove_security_group(svc: Service, http: dict[str, httpx.Client]) -> None:
+    """On a server that has a tenant port. No host here: the server is a row of the service's store, as a
+    server whose build failed stays (the compute side binds ports to servers; here an admin does)."""
+    mine = http[TENANT]
+    server = server_row(svc, project_id(svc, TENANT), f"sg-vm-{SUFFIX}")
+    net = mine.post(f"{NET}/networks", json={"network": {"name": f"vm-net-{SUFFIX}"}}).json()["network"]
+    mine.post(f"{NET}/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.80.0.0/24", "ip_version": 4}})
+    web = mine.post(f"{NET}/security-groups", json={"security_group": {"name": f"vm-web-{SUFFIX}"}}).json()
+    web_id = web["security_group"]["id"]
+    try:
+        action = f"/compute/v2.1/servers/{server}/action"
+        r = mine.post(action, json={"addSecurityGroup": {"name": f"vm-web-{SUFFIX}"}})
+        assert r.status_code == 400 and "no port on a tenant network" in r.text, r.text
+        port = http["admin"].post(f"{NET}/ports", json={"port": {
+            "network_id": net["id"], "project_id": project_id(svc, TENANT), "device_id": server,
+            "device_owner": "compute:nova"}}).json()["port"]
+        svc.openstack("server", "add", "security", "group", server, f"vm-web-{SUFFIX}", cloud=TENANT)
+        assert set(mine.get(f"{NET}/ports/{port['id']}").json()["port"]["security_groups"]) >= {web_id}
+        listed = mine.get(f"/compute/v2.1/servers/{server}/os-security-groups").json()["security_groups"]
+        assert {g["name"] for g in listed} == {"default", f"vm-web-{SUFFIX}"}
+        default = next(g for g in listed if g["name"] == "default")
+        assert {(r["group"].get("name"), r["ip_range"].get("cidr")) for r in default["rules"]} == {("default", None)}
+        assert mine.post(action, json={"addSecurityGroup": {"name": "nope"}}).status_code == 404
+        assert mine.post(action, json={"addSecurityGroup": {"name": f"vm-web-{SUFFIX}"}}).status_code == 400
+        assert mine.post(action, json={"removeSecurityGroup": {"name": "default"}}).status_code == 202
+        assert mine.get(f"{NET}/ports/{port['id']}").json()["port"]["security_groups"] == [web_id]
+        assert mine.post(action, json={"removeSecurityGroup": {"name": "default"}}).status_code == 400
+        assert http[OTHER].post(action, json={"addSecurityGroup": {"name": "default"}}).status_code == 404
+        # a port a server holds stays, and so does its network
+        assert "attached device" in fault(mine.delete(f"{NET}/ports/{port['id']}"), 409, "PortInUse")
+        fault(mine.delete(f"{NET}/networks/{net['id']}"), 409, "NetworkInUse")
+        http["admin"].put(f"{NET}/ports/{port['id']}", json={"port": {"device_owner": "", "device_id": ""}})
+    finally:
+        assert mine.delete(f"{NET}/networks/{net['id']}").status_code == 204
+        mine.delete(f"{NET}/security-groups/{web_id}")

@@ -266,4 +266,8 @@ def server_action(server_id: str, request: Request, body: Any = BODY, ctx: Reque
         from kvmfleet.api.compute import remote_consoles
 
         return remote_consoles.action(request, ctx, server_id, name, body)
+    if name in ("addSecurityGroup", "removeSecurityGroup"):
+        from kvmfleet.api.compute import server_security_groups
+
+        return server_security_groups.action(request, ctx, server_id, name, body)
     raise BadRequest(f"There is no such action: {name}")
