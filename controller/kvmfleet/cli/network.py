@@ -81,7 +81,8 @@ def _flat(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @network_app.command("create")
 def network_create(name: str = typer.Argument(..., help="Name."),
-                   network_type: str = typer.Option(None, "--provider-network-type", help="vxlan (default), vlan, flat."),
+                   network_type: str = typer.Option(None, "--provider-network-type",
+                                                    help="vxlan (default), vlan, flat."),
                    physical_network: str = typer.Option(None, "--provider-physical-network"),
                    segment: int = typer.Option(None, "--provider-segment", help="VNI or VLAN id."),
                    shared: bool = typer.Option(False, "--share/--no-share"),

@@ -211,7 +211,8 @@ def _ports(protocol: str | None, low: int | None, high: int | None) -> tuple[int
     if low is None and high is None:
         return None, None
     if protocol is None:
-        raise BadInput("Must also specify protocol if port range is given.", kind="SecurityGroupProtocolRequiredWithPorts")
+        raise BadInput("Must also specify protocol if port range is given.",
+                       kind="SecurityGroupProtocolRequiredWithPorts")
     if protocol in PORT_PROTOCOLS:
         if low is None or high is None:
             low = high = low if low is not None else high

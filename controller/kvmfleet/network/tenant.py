@@ -437,7 +437,8 @@ def create_port(session: Session, project_id: str, network_id: str, *, name: str
     port = Port(name=_text(name, "name"), description=_text(description, "description", 1024), network_id=net.id,
                 project_id=project_id, mac_address=mac, admin_state_up=_bool(admin_state_up, "admin_state_up"),
                 device_id=_text(device_id, "device_id"), device_owner=_text(device_owner, "device_owner"),
-                binding_host=_text(binding_host, "binding:host_id") or None, port_security_enabled=secure, auto_delete=bool(auto_delete))
+                binding_host=_text(binding_host, "binding:host_id") or None, port_security_enabled=secure,
+                auto_delete=bool(auto_delete))
     try:
         with session.begin_nested():  # the port and its addresses, or nothing
             session.add(port)

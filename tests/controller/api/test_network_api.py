@@ -1,7 +1,8 @@
-"""The Network API (Neutron v2.0, read-only) of a real `kvmfleet serve` on the lab: the default network
-and its subnet as the hosts' libvirt reports them, and each server's port with the MAC its domain really
-has and the IPv4 address the guest really got (its host's DHCP lease, and the guest's own ready line on
-its serial console), through the unmodified `openstack` client and plain HTTP; tenancy of ports.
+"""The Network API (Neutron v2.0) of a real `kvmfleet serve` on the lab, its provider network: the default
+network (read-only) and its subnet as the hosts' libvirt reports them, and each server's port with the
+MAC its domain really has and the IPv4 address the guest really got (its host's DHCP lease, and the
+guest's own ready line on its serial console), through the unmodified `openstack` client and plain HTTP;
+tenancy of ports. (Tenant networks, subnets, ports and security groups: test_network_tenant.py, no lab.)
 
 Two servers: one made by `openstack server create --network default --wait` (the API), one by the CLI
 (`kvmfleet server create --image <id>`) from an image uploaded through the Image API.
@@ -30,11 +31,13 @@ READY = re.compile(r"kvmfleet-guest: ready hostname=(\S+) ip=(\S+) instance-id=(
 NAMESPACE = uuid.UUID("8a4c2f5e-6b1d-4e0a-9c3f-6b766d6e6574")  # kvmfleet.network.model.NAMESPACE
 DEFAULT_ID = str(uuid.uuid5(NAMESPACE, "network:default"))
 NETWORK_KEYS = {"id", "name", "tenant_id", "project_id", "admin_state_up", "status", "subnets", "shared",
-                "router:external", "mtu", "description", "created_at", "updated_at", "revision_number"}
+                "router:external", "mtu", "description", "created_at", "updated_at", "revision_number", "tags",
+                "availability_zones", "availability_zone_hints", "port_security_enabled"}
 PROVIDER = {"provider:network_type", "provider:physical_network", "provider:segmentation_id"}
 PORT_KEYS = {"id", "name", "network_id", "tenant_id", "project_id", "mac_address", "admin_state_up", "status",
              "device_id", "device_owner", "fixed_ips", "security_groups", "binding:vnic_type", "description",
-             "created_at", "updated_at", "revision_number"}
+             "created_at", "updated_at", "revision_number", "port_security_enabled", "allowed_address_pairs",
+             "extra_dhcp_opts", "tags"}
 BINDING = {"binding:host_id", "binding:vif_type", "binding:vif_details", "binding:profile"}
 
 
@@ -144,7 +147,7 @@ def test_version_documents_and_extensions(svc: Service, http: dict[str, httpx.Cl
     resources = httpx.get(f"{svc.url}/network/v2.0/", timeout=30).json()["resources"]
     assert {r["collection"] for r in resources} == {"networks", "subnets", "ports"}
     aliases = {e["alias"] for e in http[TENANT].get("/network/v2.0/extensions").json()["extensions"]}
-    assert {"external-net", "provider", "binding", "security-group", "quotas", "net-mtu"} <= aliases
+    assert {"external-net", "provider", "binding", "security-group", "port-security", "quotas", "net-mtu"} <= aliases
     assert http[TENANT].get("/network/v2.0/extensions/binding").json()["extension"]["name"] == "Port Binding"
     missing = http[TENANT].get("/network/v2.0/extensions/dvr")
     assert missing.status_code == 404 and missing.json()["NeutronError"]["type"] == "ExtensionNotFound"
@@ -187,7 +190,11 @@ def test_network_views_and_queries(http: dict[str, httpx.Client]) -> None:
     assert bad.status_code == 400 and "colour" in bad.json()["NeutronError"]["message"]
     missing = http[TENANT].get("/network/v2.0/networks/default")  # by id only, as Neutron
     assert missing.status_code == 404 and missing.json()["NeutronError"]["type"] == "NetworkNotFound"
-    assert http[TENANT].post("/network/v2.0/networks", json={"network": {"name": "x"}}).status_code == 405
+    # the provider network is read-only: no port of its own, no rename, no delete
+    for r in (http[TENANT].post("/network/v2.0/ports", json={"port": {"network_id": DEFAULT_ID}}),
+              http["admin"].put(f"/network/v2.0/networks/{DEFAULT_ID}", json={"network": {"name": "x"}}),
+              http["admin"].delete(f"/network/v2.0/networks/{DEFAULT_ID}")):
+        assert r.status_code == 403 and "read-only" in r.json()["NeutronError"]["message"], r.text
 
 
 # -- ports: the real MAC and the address the guest got ------------------------------------------------
@@ -260,6 +267,8 @@ def test_security_groups_floating_ips_and_quotas(svc: Service, http: dict[str, h
     shown = http[TENANT].get(f"/network/v2.0/security-groups/{groups[0]['id']}").json()["security_group"]
     assert len(shown["security_group_rules"]) == 4
     assert http[OTHER].get(f"/network/v2.0/security-groups/{groups[0]['id']}").status_code == 404
+    assert {r["remote_group_id"] for r in shown["security_group_rules"] if r["direction"] == "ingress"} == {
+        groups[0]["id"]}  # Neutron's default group: ingress from its own members
     assert http[TENANT].get("/network/v2.0/floatingips").json() == {"floatingips": []}
     project = shown["project_id"]
     details = http[TENANT].get(f"/network/v2.0/quotas/{project}/details").json()["quota"]

@@ -107,8 +107,8 @@ def test_openstack_network_subnet_port_lifecycle(svc: Service, http: dict[str, h
     assert "binding:host_id" not in body  # admin only
     assert http["admin"].get(f"{NET}/ports/{port['id']}").json()["port"]["binding:vif_type"] == "unbound"
 
-    second = osc(svc, "port", "create", "--network", net["id"], "--fixed-ip", f"subnet={sub['id']},ip-address=10.20.0.77",
-                 f"web-port2-{SUFFIX}")
+    second = osc(svc, "port", "create", "--network", net["id"], "--fixed-ip",
+                 f"subnet={sub['id']},ip-address=10.20.0.77", f"web-port2-{SUFFIX}")
     assert "10.20.0.77" in str(second["fixed_ips"])
     listed = osc(svc, "port", "list", "--network", net["id"])
     assert {p["ID"] for p in listed} == {port["id"], second["id"]}
