@@ -110,8 +110,8 @@ def rule_spec(rule, what):
         prefix = None if net.prefixlen == 0 else str(net)
     remote_ips = rule.get("remote_ips")
     if remote_ips is not None:
-        addrs = sorted({_address(a, f"{what} remote_ips entry") for a in remote_ips})
-        remote_ips = [str(a) for a in addrs if a.version == version]
+        addrs = {_address(a, f"{what} remote_ips entry") for a in remote_ips}
+        remote_ips = [str(a) for a in sorted(a for a in addrs if a.version == version)]
     return {"direction": direction, "ethertype": ethertype, "protocol": protocol, "port_range_min": lo,
             "port_range_max": hi, "remote_ip_prefix": prefix, "remote_ips": remote_ips}
 

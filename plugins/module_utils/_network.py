@@ -161,6 +161,11 @@ ALL_ZEROS_MAC = "00:00:00:00:00:00"
 BRIDGE_SYSCTLS = ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables")
 
 
+def _ip_key(address):
+    ip = ipaddress.ip_address(address)
+    return ip.version, ip
+
+
 def _ip(value, what):
     try:
         return str(ipaddress.ip_address(value))
@@ -201,7 +206,7 @@ def network_spec(params):
         if params.get("local_ip") is not None:
             spec["local_ip"] = _ip(params["local_ip"], "local_ip")
         remotes = [_ip(ip, "remote_ips entry") for ip in params.get("remote_ips") or []]
-        spec["remote_ips"] = sorted(set(remotes) - {spec["local_ip"]}, key=ipaddress.ip_address)
+        spec["remote_ips"] = sorted(set(remotes) - {spec["local_ip"]}, key=_ip_key)
         port = params.get("vxlan_port") or DEFAULT_VXLAN_PORT
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise ValidationError(f"vxlan_port must be 1-65535, got {port!r}", what="vxlan_port")
@@ -263,7 +268,7 @@ def address_mtu(addrs_json, address):
 def fdb_remotes(fdb_json):
     """Sorted head-end replication destinations: the all-zeros FDB entries of a VXLAN device."""
     dsts = {e["dst"] for e in fdb_json or [] if e.get("mac") == ALL_ZEROS_MAC and e.get("dst")}
-    return sorted(dsts, key=ipaddress.ip_address)
+    return sorted(dsts, key=_ip_key)
 
 
 def build_network_xml(name, bridge, uuid=None):
