@@ -355,8 +355,8 @@ def kernel_plan(spec, links, remotes, record, mtu):
                 raise InvalidState(f"{vx_name} exists and was not made by this module as VXLAN "
                                    f"{spec['segmentation_id']} from {spec['local_ip']} port {spec['vxlan_port']} "
                                    f"(it is {vx['kind']} {vx.get('vxlan')})", device=vx_name)
-            steps.append(_run("ip", "link", "del", vx_name, why=f"remove {vx_name} to make it anew with the wanted "
-                                                                  "VNI, address and port"))
+            why = f"remove {vx_name} to make it anew with the wanted VNI, address and port"
+            steps.append(_run("ip", "link", "del", vx_name, why=why))
             vx, remotes = None, []
         if vx is None:
             steps.append(_run("ip", "link", "add", vx_name, "type", "vxlan", "id", spec["segmentation_id"], "local",
