@@ -118,8 +118,8 @@ def test_ipv6_networks_and_dns_pass_through_as_the_controller_writes_them():
     doc = {"links": [{"id": "tap0", "type": "bridge", "ethernet_mac_address": "52:54:00:00:00:01", "mtu": None,
                       "vif_id": None}],
            "networks": [{"id": "network0", "type": "ipv6", "link": "tap0", "ip_address": "fd00::5",
-                         "netmask": "ffff:ffff:ffff:ffff::", "routes": [{"network": "::", "netmask": "::",
-                                                                          "gateway": "fd00::1"}]}],
+                         "netmask": "ffff:ffff:ffff:ffff::",
+                         "routes": [{"network": "::", "netmask": "::", "gateway": "fd00::1"}]}],
            "services": [{"type": "dns", "address": "fd00::1"}]}
     files = seed_files("web1", "i-1", None, fmt="config-drive", network_data=doc)
     assert json.loads(files["openstack/latest/network_data.json"]) == doc
