@@ -1,5 +1,11 @@
-"""Networks as the controller sees them (read-only until roadmap 5): the hosts' libvirt networks,
-each instance's NICs and the IPv4 addresses the hosts' DHCP leases gave them.
+"""Networks as the controller sees them. Two kinds:
+
+- the provider network ``default`` (read-only, derived: model.py): the hosts' libvirt networks, each
+  instance's NICs and the IPv4 addresses the hosts' DHCP leases gave them (below);
+- tenant networks, subnets, ports, security groups and rules, rows of the store: tenant.py (networks,
+  subnets, ports and what kvmfleet.compute calls), ipam.py (CIDRs, pools, race-free addresses and MACs),
+  secgroups.py (groups, rules, each project's default group), quotas.py (Neutron's quotas, enforced),
+  errors.py (Neutron's errors with their status and type).
 
 For the servers API and views (kvmfleet.compute, kvmfleet.api.compute):
 

@@ -1,9 +1,9 @@
-"""Security groups, read-only: each project's ``default`` group, as Neutron creates one per project.
+"""The stable id of each project's ``default`` security group: uuid5 of the project (``group_id``).
 
-kvmfleet filters no traffic yet (roadmap 5): guests on a host's network reach each other and the host's
-NAT keeps the outside out. So the group's rules say what really happens, allow everything in and out
-(IPv4 and IPv6), and its description says so, rather than Neutron's usual "ingress from the group
-only". Ids are stable: uuid5 of the project (and of the rule).
+kvmfleet.network.secgroups makes the group's row under this id (with Neutron's default rules) the first
+time it is needed, so the id the servers API has always named stays the group's. The derived, read-only
+view below (allow-everything rules on the provider network ``default``, whose host NAT filters nothing)
+predates the rows; the Network API now serves the rows.
 """
 
 from __future__ import annotations
