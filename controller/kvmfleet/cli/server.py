@@ -106,7 +106,7 @@ def create(
         req = api.CreateRequest(name=name, flavor=flavor, image=image, project=project, server_group=group,
                                 count=count, availability_zone=az, user_data=data, network=network or None,
                                 networks=_parse_nics(nic) if nic else None, key_name=key_name,
-                                security_groups=list(security_group) or None, admin=True)
+                                security_groups=list(security_group or []) or None, admin=True)
         store = _store()
         if dry_run:
             _print_explanation(api.dry_run(store, req), fmt)

@@ -164,7 +164,7 @@ def plans(session: Any) -> dict[str, HostPlan]:
     return out
 
 
-def _load(store: Any, only: set[str] | None) -> tuple[list[HostPlan], dict[str, list[str]], dict[str, Any]]:
+def _load(store: Any) -> tuple[list[HostPlan], dict[str, list[str]], dict[str, Any]]:
     """The plans of the up hosts that differ from what they last applied, the networks each must lose, and
     the inventory of those hosts."""
     from kvmfleet.compute.common import hosts_inventory
@@ -176,7 +176,7 @@ def _load(store: Any, only: set[str] | None) -> tuple[list[HostPlan], dict[str, 
                                                                  Host.forced_down.is_(False))).all()}
         todo, gone = [], {}
         for name, plan in sorted(every.items()):
-            if name not in up or (only is not None and name not in only):
+            if name not in up:
                 continue
             state = states.get(name)
             wanted = {n["name"] for n in plan.networks}
@@ -194,14 +194,16 @@ def _load(store: Any, only: set[str] | None) -> tuple[list[HostPlan], dict[str, 
 
 def converge(store: Any, hosts: Iterable[str] | None = None, *, raise_on_error: bool = True,
              timeout: int | None = 300) -> list[str]:
-    """Apply the desired state on the (given) up hosts that differ from it; the hosts changed.
+    """Apply the desired state on every up host that differs from it (a port placed on one host changes the
+    VXLAN peers of the others); the hosts changed.
 
-    With `raise_on_error`, ConvergeFailed names each host that failed (the others are applied)."""
+    With `raise_on_error`, ConvergeFailed names each of `hosts` (every host when None) that failed; the
+    others' failures are logged and retried by the next converge."""
     from kvmfleet.compute.common import new_job, run_job
 
     only = set(hosts) if hosts is not None else None
     with _LOCK:
-        todo, gone, inv = _load(store, only)
+        todo, gone, inv = _load(store)
         if not todo:
             return []
         nets = {p.host: p.networks + [{"name": n, "state": "absent"} for n in gone[p.host]] for p in todo}
@@ -219,8 +221,9 @@ def converge(store: Any, hosts: Iterable[str] | None = None, *, raise_on_error: 
                 errors[plan.host] = errors_for
     if errors:
         log.warning("network converge failed on %s", ", ".join(f"{h}: {e}" for h, e in sorted(errors.items())))
-        if raise_on_error:
-            raise ConvergeFailed(errors)
+        mine = {h: e for h, e in errors.items() if only is None or h in only}
+        if raise_on_error and mine:
+            raise ConvergeFailed(mine)
     return [p.host for p in todo if p.host not in errors]
 
 

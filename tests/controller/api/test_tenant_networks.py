@@ -125,8 +125,9 @@ def ssh_ready(env: dict[str, Any], server: dict[str, Any]) -> None:
 
 
 def fetch(env: dict[str, Any], src: dict[str, Any], ip: str, port: int = 80) -> str | None:
-    """The page the guest `src` gets from ip:port, None when it gets nothing."""
-    proc = guest(env, src, f"wget -q -T 3 -O - http://{ip}:{port}/ 2>/dev/null || true")
+    """The page the guest `src` gets from ip:port (an HTTP GET by busybox nc: its wget crashes with -T), None
+    when it gets nothing within 3 s."""
+    proc = guest(env, src, f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} {port} 2>/dev/null | tail -n 1")
     return proc.stdout.strip() or None
 
 
@@ -240,7 +241,8 @@ def test_deleted_server_releases_its_address(env: dict[str, Any], net: dict) -> 
     h1 = env["hosts"][0].name
     tmp = make_server(env, "a", f"tmp-{SUFFIX}", h1, ["net-a", "default"])
     address = ip(tmp)
-    ports = os_(env, "a", "port", "list", "--server", tmp["id"], as_json=True)
+    net_a = os_(env, "a", "network", "show", "net-a", as_json=True)["id"]
+    ports = os_(env, "a", "port", "list", "--server", tmp["id"], "--network", net_a, as_json=True)
     assert len(ports) == 1, ports
     env["svc"].openstack("server", "delete", "--wait", tmp["id"])
     held = json.dumps([p.get("Fixed IP Addresses") for p in os_(env, "a", "port", "list", as_json=True)])
@@ -249,3 +251,38 @@ def test_deleted_server_releases_its_address(env: dict[str, Any], net: dict) -> 
                 f"again-{SUFFIX}", as_json=True)
     assert address in json.dumps(again["fixed_ips"])
     os_(env, "a", "port", "delete", again["id"])
+
+
+def test_port_keeps_its_mac_and_address_across_live_migration_and_stop_start(env: dict[str, Any], net: dict) -> None:
+    a1, a3 = net["a1"], net["a3"]
+    h1 = env["hosts"][0].name
+    before = os_(env, "a", "port", "list", "--server", a3["id"], "--long", as_json=True)
+    env["svc"].openstack("server", "migrate", "--live-migration", "--host", h1, "--wait", a3["id"])
+    shown = env["svc"].openstack("server", "show", a3["id"], as_json=True)
+    assert shown["OS-EXT-SRV-ATTR:host"] == h1 and shown["status"] == "ACTIVE", shown
+    after = os_(env, "a", "port", "list", "--server", a3["id"], "--long", as_json=True)
+    assert [(p["ID"], p["MAC Address"], json.dumps(p["Fixed IP Addresses"])) for p in after] == \
+        [(p["ID"], p["MAC Address"], json.dumps(p["Fixed IP Addresses"])) for p in before]
+    a3["host"] = next(h for h in env["hosts"] if h.name == h1)
+    assert pings(env, a1, ip(a3))  # same group, now on the same host: over the bridge, filters moved along
+    os_(env, "a", "server", "stop", a3["id"])
+    wait_until("a3 SHUTOFF", lambda: os_(env, "a", "server", "show", a3["id"], as_json=True)["status"] == "SHUTOFF"
+               or None, 120, 2)
+    os_(env, "a", "server", "start", a3["id"])
+    wait_until("a3 ACTIVE", lambda: os_(env, "a", "server", "show", a3["id"], as_json=True)["status"] == "ACTIVE"
+               or None, 120, 2)
+    wait_until("a3 answers on its address again", lambda: pings(env, a1, ip(a3)) or None, 120, 2)
+    assert [p["MAC Address"] for p in os_(env, "a", "port", "list", "--server", a3["id"], "--long",
+                                          as_json=True)] == [p["MAC Address"] for p in before]
+
+
+def test_network_leaves_a_host_with_its_last_port(env: dict[str, Any], net: dict) -> None:
+    """After the live migration above only w2 has a port of net-a on host 2: deleting it removes the bridge."""
+    h2 = env["hosts"][1]
+    net_id = os_(env, "a", "network", "show", "net-a", as_json=True)["id"]
+    bridge = "kfbr" + net_id.replace("-", "")[:11]
+    assert bridge in h2.run("ip -o link show type bridge"), "net-a's bridge is not on host 2"
+    env["svc"].openstack("server", "delete", "--wait", net["w2"]["id"])
+    wait_until(f"{bridge} gone from {h2.name}", lambda: bridge not in h2.run("ip -o link show type bridge") or None,
+               60, 1)
+    assert "kf-" + net_id not in h2.run("virsh -q net-list --all --name")
