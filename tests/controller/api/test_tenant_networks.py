@@ -276,6 +276,17 @@ def test_port_keeps_its_mac_and_address_across_live_migration_and_stop_start(env
                                           as_json=True)] == [p["MAC Address"] for p in before]
 
 
+def test_server_add_and_remove_security_group_on_a_running_guest(env: dict[str, Any], net: dict) -> None:
+    a1, w2 = net["a1"], net["w2"]
+    assert not pings(env, w2, ip(a1))  # a1 is in default only: w2 (web) is no member
+    os_(env, "a", "server", "add", "security", "group", a1["id"], "web")
+    wait_until("web's ICMP rule on a1", lambda: pings(env, w2, ip(a1)) or None, 30, 0.5)
+    groups = {g["name"] for g in os_(env, "a", "server", "show", a1["id"], as_json=True)["security_groups"]}
+    assert groups == {"default", "web"}, groups
+    os_(env, "a", "server", "remove", "security", "group", a1["id"], "web")
+    wait_until("web's ICMP rule gone from a1", lambda: not pings(env, w2, ip(a1)) or None, 30, 0.5)
+
+
 def test_network_leaves_a_host_with_its_last_port(env: dict[str, Any], net: dict) -> None:
     """After the live migration above only w2 has a port of net-a on host 2: deleting it removes the bridge."""
     h2 = env["hosts"][1]
