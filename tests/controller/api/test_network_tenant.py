@@ -562,3 +562,38 @@ def test_server_add_and_remove_security_group(svc: Service, http: dict[str, http
     finally:
         assert mine.delete(f"{NET}/networks/{net['id']}").status_code == 204
         mine.delete(f"{NET}/security-groups/{web_id}")
+
+
+def test_port_fixed_ips_update_and_list_paging(http: dict[str, httpx.Client]) -> None:
+    mine = http[TENANT]
+    nets = [mine.post(f"{NET}/networks", json={"network": {"name": f"page-{i}-{SUFFIX}"}}).json()["network"]
+            for i in range(3)]
+    try:
+        sub = mine.post(f"{NET}/subnets", json={"subnet": {"network_id": nets[0]["id"], "cidr": "10.90.0.0/24",
+                                                           "ip_version": 4, "gateway_ip": "10.90.0.254"}})
+        assert sub.status_code == 201 and sub.json()["subnet"]["allocation_pools"] == [
+            {"start": "10.90.0.1", "end": "10.90.0.253"}]
+        port = mine.post(f"{NET}/ports", json={"port": {"network_id": nets[0]["id"]}}).json()["port"]
+        assert port["fixed_ips"][0]["ip_address"] == "10.90.0.1"
+        moved = mine.put(f"{NET}/ports/{port['id']}", json={"port": {"fixed_ips": [{"ip_address": "10.90.0.50"}]}})
+        assert moved.status_code == 200, moved.text
+        assert [f["ip_address"] for f in moved.json()["port"]["fixed_ips"]] == ["10.90.0.50"]
+        assert moved.json()["port"]["revision_number"] == port["revision_number"] + 1
+        again = mine.post(f"{NET}/ports", json={"port": {"network_id": nets[0]["id"]}}).json()["port"]
+        assert again["fixed_ips"][0]["ip_address"] == "10.90.0.1"  # released by the move
+        fault(mine.post(f"{NET}/ports", json={"port": {"network_id": nets[0]["id"], "fixed_ips": [
+            {"ip_address": "10.90.0.50"}]}}), 409, "IpAddressInUse")
+        by_ip = mine.get(f"{NET}/ports", params={"fixed_ips": "ip_address=10.90.0.50"}).json()["ports"]
+        assert [p["id"] for p in by_ip] == [port["id"]]
+        names = sorted(n["name"] for n in nets)
+        page = mine.get(f"{NET}/networks", params={"name": names, "sort_key": "name", "sort_dir": "asc",
+                                                   "limit": 2}).json()
+        assert [n["name"] for n in page["networks"]] == names[:2] and page["networks_links"][0]["rel"] == "next"
+        rest = mine.get(f"{NET}/networks", params={"name": names, "sort_key": "name", "limit": 2,
+                                                   "marker": page["networks"][-1]["id"]}).json()
+        assert [n["name"] for n in rest["networks"]] == names[2:]
+        fields = mine.get(f"{NET}/ports", params={"network_id": nets[0]["id"], "fields": ["id", "mac_address"]})
+        assert all(set(p) == {"id", "mac_address"} for p in fields.json()["ports"])
+    finally:
+        for net in nets:
+            assert mine.delete(f"{NET}/networks/{net['id']}").status_code == 204
