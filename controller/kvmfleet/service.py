@@ -145,8 +145,10 @@ def run(bind: str | None = None, cert: str | None = None, key: str | None = None
     _setup_logging(settings.state_dir)
     store = get_store()
     app: Any = create_app(store)
+    # keep-alive well past the 5 s that clients poll at (openstackclient's --wait): with uvicorn's default 5 s
+    # the server closed idle connections just as the next poll went out on them (connection reset by peer)
     config = uvicorn.Config(app, host=host, port=port, ssl_certfile=cert, ssl_keyfile=key, log_level="warning",
-                            access_log=False, lifespan="off", log_config=None)
+                            access_log=False, lifespan="off", log_config=None, timeout_keep_alive=75)
     server = uvicorn.Server(config)
     try:
         server.config.load()
