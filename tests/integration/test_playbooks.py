@@ -65,3 +65,36 @@ def test_unreachable_host_fails_clearly_and_does_not_stop_the_others(lab, tiny_i
         gone = run_playbook(PLAYBOOKS / "instance.yml", lab.inventory,
                             {"instances": [{"name": f"{prefix}-ok", "host": real, "state": "absent"}]}, limit=real)
     assert gone.rc == 0, gone.tail()
+
+
+def test_network_playbook_converges_networks_and_filters_per_host_then_removes_them(lab, prefix):
+    """networks.yml as the controller's reconciler runs it: a VXLAN network on every host to the others and each
+    host's complete port list; the same vars again change nothing; then the networks absent and no ports."""
+    hosts = sorted(lab.hosts)
+    addr = {h: lab.hosts[h]["ansible_host"] for h in hosts}
+    vni = int.from_bytes(prefix.encode(), "big") % 16000000 + 1
+    net = {"name": f"kf-{prefix}-pb", "bridge": f"{prefix}p", "type": "vxlan", "segmentation_id": vni,
+           "vxlan_device": f"{prefix}q", "mtu": None}
+    nets = {h: [dict(net, local_ip=addr[h], remote_ips=[addr[o] for o in hosts if o != h], state="present")]
+            for h in hosts}
+    ports = {h: {"ports": [{"id": f"{prefix}-{h}", "mac": "52:54:00:7f:00:01", "ips": ["10.197.0.5"],
+                            "port_security": True,
+                            "rules": [{"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+                                       "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": None,
+                                       "remote_ips": None}]}]} for h in hosts}
+    extra = {"kvmfleet_network_hosts": hosts, "kvmfleet_networks": nets, "kvmfleet_firewalls": ports,
+             "kvmfleet_interfaces": {}}
+    book = PLAYBOOKS / "network.yml"
+    try:
+        first = run_playbook(book, lab.inventory, extra)
+        assert first.rc == 0, first.tail()
+        again = run_playbook(book, lab.inventory, extra)
+        assert again.rc == 0, again.tail()
+        assert {h: c["changed"] for h, c in again.recap().items()} == {h: 0 for h in hosts}, again.tail()
+    finally:
+        gone = run_playbook(book, lab.inventory, {
+            "kvmfleet_network_hosts": hosts, "kvmfleet_interfaces": {},
+            "kvmfleet_networks": {h: [{"name": net["name"], "state": "absent"}] for h in hosts},
+            "kvmfleet_firewalls": {h: {"ports": []} for h in hosts}})
+    assert gone.rc == 0, gone.tail()
+    assert all(c["changed"] == 2 for c in gone.recap().values()), gone.tail()
