@@ -421,9 +421,9 @@ class Network:
         h = self.summary["traffic_host"]
         print(f"\n{self.mib} MiB over busybox nc (bs=64k) and `ping {PINGS}`, {self.hosts[0].name} -> "
               f"{self.hosts[1].name}:")
-        print(f"  hosts over the lab bridge:         {h['mib_s']:8.2f} MiB/s ({h['seconds']:.2f}s), rtt "
+        print(f"  hosts over the lab bridge:             {h['mib_s']:8.2f} MiB/s ({h['seconds']:.2f}s), rtt "
               f"min/avg/max {h['min_ms']:.3f}/{h['avg_ms']:.3f}/{h['max_ms']:.3f} ms")
-        for label, text in (("port_security_on", "guests over VXLAN, nwfilter on: "),
+        for label, text in (("port_security_on", "guests over VXLAN, nwfilter on:      "),
                             ("port_security_off", "guests over VXLAN, port security off:")):
             t = self.summary["traffic"].get(label)
             if not t:
