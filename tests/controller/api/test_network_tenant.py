@@ -364,9 +364,10 @@ def test_port_security_is_an_admins_choice(http: dict[str, httpx.Client], svc: S
         assert open_port.json()["port"]["security_groups"] == [] and not open_port.json()["port"][
             "port_security_enabled"]
         pid = open_port.json()["port"]["id"]
-        fault(admin.put(f"{NET}/ports/{pid}", json={"port": {"security_groups": [
-            admin.get(f"{NET}/security-groups").json()["security_groups"][0]["id"]]}}), 400,
-            "PortSecurityAndIPRequiredForSecurityGroups")
+        own = admin.get(f"{NET}/security-groups", params={"name": "default", "project_id": open_port.json()[
+            "port"]["project_id"]}).json()["security_groups"]
+        fault(admin.put(f"{NET}/ports/{pid}", json={"port": {"security_groups": [own[0]["id"]]}}), 400,
+              "PortSecurityAndIPRequiredForSecurityGroups")
         back = admin.put(f"{NET}/ports/{pid}", json={"port": {"port_security_enabled": True}})
         assert back.status_code == 200 and back.json()["port"]["port_security_enabled"] is True
         fault(admin.post(f"{NET}/ports", json={"port": {"network_id": net["id"], "port_security_enabled": False,
