@@ -438,8 +438,8 @@ def interfaces_(server: str, project: str = PROJECT_OPTION, fmt: Format = FORMAT
 
     with errors_as_one_line():
         store = _store()
-        rows = store.run_in_transaction(lambda session: interfaces.describe(session, find_instance(session, server,
-                                                                                                   project)))
+        rows = store.run_in_transaction(lambda session: interfaces.describe(
+            session, find_instance(session, server, interfaces.project_id_of(session, project))))
     emit([{**r, "fixed_ips": ", ".join(a["ip_address"] for a in r["fixed_ips"])} for r in rows], fmt,
          [("port_id", "Port"), ("net_id", "Network"), ("mac_addr", "MAC"), ("port_state", "State"),
           ("fixed_ips", "Fixed IPs")])

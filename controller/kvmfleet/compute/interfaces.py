@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from kvmfleet.compute import actions, nics
-from kvmfleet.compute.common import find_instance, hosts_inventory, new_job, run_job
+from kvmfleet.compute.common import find_instance, hosts_inventory, new_job, project_for, run_job
 from kvmfleet.compute.errors import OperationFailed
 from kvmfleet.network import reconcile
 from kvmfleet.network.model import DEFAULT_NETWORK
@@ -58,6 +58,11 @@ def _plug(store: Any, host: str, spec: dict[str, Any]) -> None:
         raise OperationFailed(f"{verb} interface {spec['mac']} on host {host} failed: {result.error_for(host)}")
 
 
+def project_id_of(session: Any, project: str | None) -> str | None:
+    """A project name or id (the CLI's --project) as the id find_instance filters by."""
+    return project_for(session, project).id if project else None
+
+
 def describe(session: Any, inst: Instance) -> list[dict[str, Any]]:
     """Nova's interfaceAttachments of the server: tenant ports and provider NICs, in NIC order."""
     config = inst.config or {}
@@ -83,7 +88,7 @@ def attach(store: Any, key: str, project: str | None = None, *, network_id: str 
     """Hot-plug a NIC (a new port on `network_id`, or the existing `port_id`); its interfaceAttachment."""
 
     def record(session: Any) -> tuple[str, str, dict[str, Any], int]:
-        inst = find_instance(session, key, project)
+        inst = find_instance(session, key, project_id_of(session, project))
         _check(inst, "attach_interface")
         if network_id is not None and network_id in (DEFAULT_NETWORK, provider_network_id(DEFAULT_NETWORK)):
             item: Any = DEFAULT_NETWORK
@@ -160,7 +165,7 @@ def detach(store: Any, key: str, port_id: str, project: str | None = None, *, us
     """Unplug the NIC of `port_id` (a tenant port, or a provider NIC's derived id) and release its port."""
 
     def find(session: Any) -> tuple[str, str, dict[str, Any], int]:
-        inst = find_instance(session, key, project)
+        inst = find_instance(session, key, project_id_of(session, project))
         _check(inst, "detach_interface")
         macs = [str(m).lower() for m in (inst.config or {}).get("macs") or []]
         port = session.get(Port, port_id)
