@@ -256,11 +256,14 @@ def test_deleted_server_releases_its_address(env: dict[str, Any], net: dict) -> 
 def test_port_keeps_its_mac_and_address_across_live_migration_and_stop_start(env: dict[str, Any], net: dict) -> None:
     a1, a3 = net["a1"], net["a3"]
     h1 = env["hosts"][0].name
-    before = os_(env, "a", "port", "list", "--server", a3["id"], "--long", as_json=True)
+    net_a = os_(env, "a", "network", "show", "net-a", as_json=True)["id"]
+    tenant_ports = ("port", "list", "--server", a3["id"], "--network", net_a, "--long")
+    before = os_(env, "a", *tenant_ports, as_json=True)
+    assert len(before) == 1, before
     env["svc"].openstack("server", "migrate", "--live-migration", "--host", h1, "--wait", a3["id"])
     shown = env["svc"].openstack("server", "show", a3["id"], as_json=True)
     assert shown["OS-EXT-SRV-ATTR:host"] == h1 and shown["status"] == "ACTIVE", shown
-    after = os_(env, "a", "port", "list", "--server", a3["id"], "--long", as_json=True)
+    after = os_(env, "a", *tenant_ports, as_json=True)
     assert [(p["ID"], p["MAC Address"], json.dumps(p["Fixed IP Addresses"])) for p in after] == \
         [(p["ID"], p["MAC Address"], json.dumps(p["Fixed IP Addresses"])) for p in before]
     a3["host"] = next(h for h in env["hosts"] if h.name == h1)
@@ -272,8 +275,8 @@ def test_port_keeps_its_mac_and_address_across_live_migration_and_stop_start(env
     wait_until("a3 ACTIVE", lambda: os_(env, "a", "server", "show", a3["id"], as_json=True)["status"] == "ACTIVE"
                or None, 120, 2)
     wait_until("a3 answers on its address again", lambda: pings(env, a1, ip(a3)) or None, 120, 2)
-    assert [p["MAC Address"] for p in os_(env, "a", "port", "list", "--server", a3["id"], "--long",
-                                          as_json=True)] == [p["MAC Address"] for p in before]
+    assert [(p["MAC Address"], json.dumps(p["Fixed IP Addresses"])) for p in os_(env, "a", *tenant_ports, as_json=True)] \
+        == [(p["MAC Address"], json.dumps(p["Fixed IP Addresses"])) for p in before]
 
 
 def test_server_add_and_remove_security_group_on_a_running_guest(env: dict[str, Any], net: dict) -> None:
