@@ -146,14 +146,8 @@ def _forget(store: Any, uuid: str, mac: str, action_id: int | None, error: str |
             config["ports"] = [v for j, v in enumerate(ports) if j != i]
             inst.config = config
         for port in nics.tenant_ports(session, uuid):
-            if port.mac_address.lower() != mac:
-                continue
-            if port.auto_delete:
-                from kvmfleet.network import tenant
-
-                tenant.delete_port_row(session, port)
-            else:
-                port.device_id, port.device_owner, port.binding_host, port.status = "", "", None, "DOWN"
+            if port.mac_address.lower() == mac:
+                nics.release_port(session, port)
         if action_id is not None:
             actions.finish_action(session, action_id, error)
 

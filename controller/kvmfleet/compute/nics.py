@@ -174,16 +174,20 @@ def seed(session: Any, inst: Instance, networks: list[str], macs: list[Any]) -> 
 def release_in(session: Any, uuid: str) -> list[str]:
     """Inside the delete's transaction: the ports the server made are deleted (their addresses free),
     the ports it was given are unbound. The ids touched."""
-    tenant = _tenant()
     touched = []
     for port in session.scalars(select(Port).where(Port.device_id == uuid)).all():
         touched.append(port.id)
-        if port.auto_delete:
-            tenant.delete_port_row(session, port)
-        else:
-            port.device_id, port.device_owner, port.binding_host, port.status = "", "", None, "DOWN"
+        release_port(session, port)
     session.flush()
     return touched
+
+
+def release_port(session: Any, port: Port) -> None:
+    """A port its server no longer holds: deleted if the server made it, else unbound."""
+    if port.auto_delete:
+        _tenant().delete_port_row(session, port)
+    else:
+        port.device_id, port.device_owner, port.binding_host, port.status = "", "", None, "DOWN"
 
 
 def mark_bound(session: Any, uuid: str, host: str | None, active: bool) -> None:
