@@ -12,7 +12,9 @@ network namespace with the private key that `openstack keypair create` printed.
 - the default group's same-group rule: a3 (default) reaches a1, w2 (web) does not;
 - SSH with the key logs in, another key is refused (no password is ever set);
 - a port hot-plugged into the running a1 appears in the guest with its MAC and goes again;
-- a deleted server's address is free again.
+- a deleted server's address is free again;
+- a port keeps its MAC and address across live migration, a cold migration to the other host, a resize in
+  place and a rebuild, and the guest answers on it with its key after each.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def env(service_factory: Any, lab_inventory: Path, tmp_path_factory: pytest.Temp
     svc.cli("host", "import", "--inventory", str(lab_inventory))
     svc.cli("image", "register", "tiny", "--file", str(TINY_IMAGE))
     svc.cli("flavor", "create", "net.nano", "--vcpus", "1", "--ram", "128", "--disk", "1")
+    svc.cli("flavor", "create", "net.micro", "--vcpus", "1", "--ram", "160", "--disk", "1")
     svc.user(f"na-user-{SUFFIX}", PROJECT_A)
     svc.user(f"nb-user-{SUFFIX}", PROJECT_B)
     tmp = tmp_path_factory.mktemp("tenant-networks")
@@ -115,7 +118,8 @@ def guest(env: dict[str, Any], server: dict[str, Any], command: str, key: Path |
     key = key or env[f"key-{server['cloud']}"]
     argv = ["ip", "netns", "exec", host.netns, "ssh", "-i", str(key), "-o", "BatchMode=yes",
             "-o", "ConnectTimeout=5", "-o", "StrictHostKeyChecking=accept-new",
-            "-o", f"UserKnownHostsFile={env['tmp'] / 'known_hosts'}", "-o", "PasswordAuthentication=no",
+            "-o", f"UserKnownHostsFile={server.get('known_hosts', env['tmp'] / 'known_hosts')}",
+            "-o", "PasswordAuthentication=no",
             "-o", "IdentitiesOnly=yes", f"root@{server['addresses']['default'][0]}", command]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -277,6 +281,60 @@ def test_port_keeps_its_mac_and_address_across_live_migration_and_stop_start(env
     wait_until("a3 answers on its address again", lambda: pings(env, a1, ip(a3)) or None, 120, 2)
     assert [(p["MAC Address"], json.dumps(p["Fixed IP Addresses"])) for p in os_(env, "a", *tenant_ports, as_json=True)] \
         == [(p["MAC Address"], json.dumps(p["Fixed IP Addresses"])) for p in before]
+
+
+def test_port_keeps_its_mac_and_address_across_cold_migration_resize_and_rebuild(env: dict[str, Any],
+                                                                                net: dict) -> None:
+    a1 = net["a1"]
+    h1, h2 = env["hosts"][0].name, env["hosts"][1].name
+    r = make_server(env, "a", f"r-{SUFFIX}", h1, ["default", "net-a"])
+    try:
+        net_a = os_(env, "a", "network", "show", "net-a", as_json=True)["id"]
+        tenant_ports = ("port", "list", "--server", r["id"], "--network", net_a, "--long")
+
+        def port_view() -> list[tuple[str, str, str]]:
+            return [(p["ID"], p["MAC Address"], json.dumps(p["Fixed IP Addresses"]))
+                    for p in os_(env, "a", *tenant_ports, as_json=True)]
+
+        before = port_view()
+        assert len(before) == 1, before
+        r["known_hosts"] = env["tmp"] / "known_hosts-r"  # dropbear makes a new host key each boot
+        ssh_ready(env, r)
+        env["svc"].openstack("server", "migrate", "--host", h2, "--wait", r["id"], timeout=900)  # cold
+        env["svc"].openstack("server", "resize", "confirm", r["id"])
+        wait_until("r ACTIVE after the confirm", lambda: os_(env, "a", "server", "show", r["id"], as_json=True)[
+            "status"] == "ACTIVE" or None, 120, 2)
+        shown = env["svc"].openstack("server", "show", r["id"], as_json=True)
+        assert shown["OS-EXT-SRV-ATTR:host"] == h2, shown
+        assert port_view() == before
+        r["host"] = env["hosts"][1]
+        r["known_hosts"] = env["tmp"] / "known_hosts-r-moved"
+        tenant_ip = ip(r)
+
+        def both() -> dict[str, list[str]] | None:
+            a = addresses(env, r["id"])
+            return a if a.get("default") and a.get("net-a") else None
+
+        r["addresses"] = wait_until("r has its addresses on host 2", both, 180, 2)  # a new provider lease there
+        assert r["addresses"]["net-a"] == [tenant_ip]
+        ssh_ready(env, r)  # the key came along in the seed
+        wait_until("r answers a1 over VXLAN after the move", lambda: pings(env, a1, ip(r)) or None, 60, 2)
+        os_(env, "a", "server", "resize", "--flavor", "net.micro", "--wait", r["id"], timeout=900)  # fits: in place
+        os_(env, "a", "server", "resize", "confirm", r["id"])
+        wait_until("r ACTIVE after the resize", lambda: os_(env, "a", "server", "show", r["id"], as_json=True)[
+            "status"] == "ACTIVE" or None, 120, 2)
+        assert port_view() == before
+        r["known_hosts"] = env["tmp"] / "known_hosts-r-resized-in-place"
+        ssh_ready(env, r)
+        wait_until("r answers a1 after the resize", lambda: pings(env, a1, ip(r)) or None, 60, 2)
+        os_(env, "a", "server", "rebuild", "--image", "tiny", "--wait", r["id"], timeout=900)
+        assert port_view() == before
+        r["known_hosts"] = env["tmp"] / "known_hosts-r-rebuilt"
+        ssh_ready(env, r)  # a fresh disk: the key and address come from the seed again
+        assert before[0][1] in guest(env, r, "cat /sys/class/net/*/address").stdout
+        wait_until("r answers a1 after the rebuild", lambda: pings(env, a1, ip(r)) or None, 60, 2)
+    finally:
+        env["svc"].openstack("server", "delete", "--wait", r["id"])
 
 
 def test_server_add_and_remove_security_group_on_a_running_guest(env: dict[str, Any], net: dict) -> None:
