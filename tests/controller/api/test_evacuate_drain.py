@@ -52,8 +52,10 @@ def name(n: str) -> str:
     return f"{n}-{SUFFIX}"
 
 
-def create_on(lab: dict[str, Any], host: LabHost, names: list[str], stopped: tuple[str, ...] = ()) -> dict[str, str]:
-    """Servers built on `host` (the others disabled meanwhile); {name: uuid}."""
+def create_on(lab: dict[str, Any], host: LabHost, names: list[str], stopped: tuple[str, ...] = (),
+              nics: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """Servers built on `host` (the others disabled meanwhile), with the `--nic` specs given by name;
+    {name: uuid}."""
     svc = lab["svc"]
     others = [h for h in lab["hosts"] if h is not host]
     for other in others:
@@ -62,8 +64,9 @@ def create_on(lab: dict[str, Any], host: LabHost, names: list[str], stopped: tup
         made = {}
         for n in names:
             lab["names"].append(name(n))
+            extra = [a for spec in (nics or {}).get(n, []) for a in ("--nic", spec)]
             row = json.loads(svc.cli("server", "create", name(n), "--flavor", "ev.nano", "--image", "tiny",
-                                     "--project", PROJECT, "--wait", "-f", "json").stdout)[0]
+                                     "--project", PROJECT, *extra, "--wait", "-f", "json").stdout)[0]
             assert row["host"] == host.name, row
             made[n] = row["id"]
     finally:
@@ -94,10 +97,28 @@ def others_up(svc: Any, hosts: list[Any], source: Any) -> None:
             wait_until(f"{host.name} up", lambda host=host: service_state(svc, host.name) == "up", 60)
 
 
+def bridges(host: LabHost) -> str:
+    return host.run("ip -o link show type bridge")
+
+
 def test_evacuate_a_down_hosts_servers_then_its_stale_copies_go(lab: dict[str, Any]) -> None:
     svc, hosts = lab["svc"], lab["hosts"]
     source = hosts[0]
-    made = create_on(lab, source, ["ev-a", "ev-b", "ev-c"], stopped=("ev-c",))
+    # ev-a also has a port on a tenant network: it keeps its MAC and address and follows the server.
+    net = json.loads(svc.cli("network", "create", "ev-net", "--project", PROJECT, "-f", "json").stdout)
+    svc.cli("subnet", "create", "ev-sub", "--network", net["id"], "--cidr", "10.79.0.0/24")
+    bridge = "kfbr" + net["id"].replace("-", "")[:11]
+    made = create_on(lab, source, ["ev-a", "ev-b", "ev-c"], stopped=("ev-c",),
+                     nics={"ev-a": ["net=default", f"net={net['id']},fixed-ip=10.79.0.10"]})
+    assert bridge in bridges(source)
+
+    def tenant_port() -> dict[str, Any]:
+        rows = json.loads(svc.cli("port", "list", "--network", net["id"], "-f", "json").stdout)
+        assert len(rows) == 1, rows
+        return json.loads(svc.cli("port", "show", rows[0]["id"], "-f", "json").stdout)
+
+    port = tenant_port()
+    assert port["binding:host_id"] == source.name and port["device_id"] == made["ev-a"], port
     before = {n: macs(source, u) for n, u in made.items()}
     assert all(before.values()), before
 
@@ -131,6 +152,13 @@ def test_evacuate_a_down_hosts_servers_then_its_stale_copies_go(lab: dict[str, A
             assert macs(dest, made[n]) == before[n], (n, "MAC changed")
             want = "shut off" if n == "ev-c" else "running"
             assert dest.run(f"virsh domstate kvmfleet-{made[n]}").strip() == want, n
+        a_dest = live[by_name["ev-a"]["host"]]
+        moved_port = tenant_port()
+        assert (moved_port["id"], moved_port["mac_address"], moved_port["fixed_ips"]) == \
+            (port["id"], port["mac_address"], port["fixed_ips"]) and moved_port["binding:host_id"] == a_dest.name
+        assert port["mac_address"] in before["ev-a"]
+        assert f"kf-{net['id']}" in a_dest.run(f"virsh dumpxml kvmfleet-{made['ev-a']}")
+        assert bridge in bridges(a_dest)
         migrations = json.loads(svc.cli("server", "migrations", name("ev-a"), "--project", PROJECT, "-f", "json").stdout)
         assert [(m["type"], m["status"], m["source"]) for m in migrations] == [("evacuation", "done", source.name)]
         # While it is cut off, the source still holds its copies: they are not counted, nor reaped.
@@ -154,9 +182,14 @@ def test_evacuate_a_down_hosts_servers_then_its_stale_copies_go(lab: dict[str, A
     assert [m["status"] for m in migrations] == ["completed"]
     log = (svc.state / "logs" / "kvmfleet-serve.log").read_text()
     assert f"server {name('ev-a')} evacuated from {source.name}" in log
+    # Back up without ev-a's port: the network leaves the source (the periodic converge).
+    wait_until(f"{bridge} gone from {source.name}", lambda: bridge not in bridges(source) or None, 90, 1)
     for n in made:  # ordinary servers on their new hosts
         svc.cli("server", "delete", name(n), "--project", PROJECT)
     assert not [u for u in domain_states(hosts) if u in made.values()]
+    assert json.loads(svc.cli("port", "list", "--network", net["id"], "-f", "json").stdout) == []
+    wait_until(f"{bridge} gone from every host", lambda: not any(bridge in bridges(h) for h in hosts) or None, 90, 1)
+    svc.cli("network", "delete", net["id"])
 
 
 def test_drain_moves_every_server_off_a_host(lab: dict[str, Any]) -> None:
