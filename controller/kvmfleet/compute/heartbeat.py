@@ -2,10 +2,11 @@
 around: kvmfleet's hosts run no agent, so the controller asks them).
 
 Every ``compute.heartbeat_interval`` seconds (default 10) one executor job gathers host_facts on every
-host (kvmfleet.compute.hosts.refresh, as `kvmfleet host refresh`), each host bounded so one host cut off
-never holds up the others. A host counts as seen the moment its answer arrives (the job's event for it,
-not the end of the job); recorded, it is UP with ``last_heartbeat_at`` then, and its capacity and its
-servers' power states are re-read (the power-state sync rides on the same facts). A second periodic job
+host (kvmfleet.compute.hosts.refresh, as `kvmfleet host refresh`), each host's answer bounded (0.4 x
+service_down_time) so one host cut off never holds up the others past their own time. A host counts as
+seen the moment its answer arrives (the job's event for it, not the end of the job); recorded, it is UP
+with ``last_heartbeat_at`` then, and its capacity and its servers' power states are re-read (the
+power-state sync rides on the same facts). A second periodic job
 checks every second: a host whose last answer is older than ``compute.service_down_time`` (default 30 s)
 is DOWN, whether or not the beat asking it again has ended, so it is reported within service_down_time
 plus about a second of its last answer. DOWN, the scheduler skips it, os-services shows it down and its
@@ -54,7 +55,12 @@ class Heartbeats:
 
     @property
     def facts_timeout(self) -> int:
-        return max(5, int(self.interval))
+        """How long one host gets to answer a beat. A host is down by the clock (`mark_down`, whatever the
+        beat under way), so a slow answer costs no time in reporting a host cut off; what it buys is that
+        a host that answers slowly (a loaded controller, a busy host) is not called down. Bounded to 0.4 x
+        service_down_time so a beat held up by a host that never answers still asks the others again
+        before their time runs out (interval <= 0.4 x service_down_time, config.py)."""
+        return max(5, int(self.interval), int(0.4 * self.down_after))
 
     def tick(self, store: Any) -> None:
         """Beat when a beat is due (the "heartbeat" job; `check` runs beside it, also while a beat waits)."""

@@ -59,6 +59,8 @@ def create_on(lab: dict[str, Any], host: LabHost, names: list[str], stopped: tup
     {name: uuid}."""
     svc = lab["svc"]
     others = [h for h in lab["hosts"] if h is not host]
+    # The host to build on answers (the last test cut a host off; CI load has starved every beat for 100 s).
+    wait_until(f"{host.name} up", lambda: service_state(svc, host.name) == "up", UP_WAIT)
     for other in others:
         svc.cli("host", "disable", other.name, "--reason", "test: build on one host")
     try:
