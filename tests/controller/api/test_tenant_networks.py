@@ -257,6 +257,12 @@ def test_deleted_server_releases_its_address(env: dict[str, Any], net: dict) -> 
     os_(env, "a", "port", "delete", again["id"])
 
 
+def wait_status(env: dict[str, Any], server: dict[str, Any], status: str) -> None:
+    """Project a's server shows `status` (openstack server show), within 2 minutes."""
+    wait_until(f"server {server['id']} {status}",
+               lambda: os_(env, "a", "server", "show", server["id"], as_json=True)["status"] == status or None, 120, 2)
+
+
 def test_port_keeps_its_mac_and_address_across_live_migration_and_stop_start(env: dict[str, Any], net: dict) -> None:
     a1, a3 = net["a1"], net["a3"]
     h1 = env["hosts"][0].name
@@ -273,11 +279,9 @@ def test_port_keeps_its_mac_and_address_across_live_migration_and_stop_start(env
     a3["host"] = next(h for h in env["hosts"] if h.name == h1)
     assert pings(env, a1, ip(a3))  # same group, now on the same host: over the bridge, filters moved along
     os_(env, "a", "server", "stop", a3["id"])
-    wait_until("a3 SHUTOFF", lambda: os_(env, "a", "server", "show", a3["id"], as_json=True)["status"] == "SHUTOFF"
-               or None, 120, 2)
+    wait_status(env, a3, "SHUTOFF")
     os_(env, "a", "server", "start", a3["id"])
-    wait_until("a3 ACTIVE", lambda: os_(env, "a", "server", "show", a3["id"], as_json=True)["status"] == "ACTIVE"
-               or None, 120, 2)
+    wait_status(env, a3, "ACTIVE")
     wait_until("a3 answers on its address again", lambda: pings(env, a1, ip(a3)) or None, 120, 2)
     assert [(p["MAC Address"], json.dumps(p["Fixed IP Addresses"])) for p in os_(env, "a", *tenant_ports, as_json=True)] \
         == [(p["MAC Address"], json.dumps(p["Fixed IP Addresses"])) for p in before]
@@ -302,8 +306,7 @@ def test_port_keeps_its_mac_and_address_across_cold_migration_resize_and_rebuild
         ssh_ready(env, r)
         env["svc"].openstack("server", "migrate", "--host", h2, "--wait", r["id"], timeout=900)  # cold
         env["svc"].openstack("server", "resize", "confirm", r["id"])
-        wait_until("r ACTIVE after the confirm", lambda: os_(env, "a", "server", "show", r["id"], as_json=True)[
-            "status"] == "ACTIVE" or None, 120, 2)
+        wait_status(env, r, "ACTIVE")  # after the confirm
         shown = env["svc"].openstack("server", "show", r["id"], as_json=True)
         assert shown["OS-EXT-SRV-ATTR:host"] == h2, shown
         assert port_view() == before
@@ -321,8 +324,7 @@ def test_port_keeps_its_mac_and_address_across_cold_migration_resize_and_rebuild
         wait_until("r answers a1 over VXLAN after the move", lambda: pings(env, a1, ip(r)) or None, 60, 2)
         os_(env, "a", "server", "resize", "--flavor", "net.micro", "--wait", r["id"], timeout=900)  # fits: in place
         os_(env, "a", "server", "resize", "confirm", r["id"])
-        wait_until("r ACTIVE after the resize", lambda: os_(env, "a", "server", "show", r["id"], as_json=True)[
-            "status"] == "ACTIVE" or None, 120, 2)
+        wait_status(env, r, "ACTIVE")  # after the resize
         assert port_view() == before
         r["known_hosts"] = env["tmp"] / "known_hosts-r-resized-in-place"
         ssh_ready(env, r)
